@@ -1,0 +1,3 @@
+//! vswitch control plane: the flow language shared by the CLI and daemons.
+
+#![warn(missing_docs)]

@@ -1,0 +1,1 @@
+//! Flow caches in front of the pipeline: EMC, megaflow cache, slow path.

@@ -1,0 +1,15 @@
+//! vswitch datapath: the sans-IO packet core (packets, flow keys, pipeline,
+//! caches, NORMAL switching) and the ports and PMD engine around it.
+//!
+//! See `docs/ARCHITECTURE.md` at the repository root for the packet's way.
+
+#![warn(missing_docs)]
+
+pub mod classifier;
+pub mod drop;
+pub mod flow;
+pub mod packet;
+pub mod pipeline;
+pub mod port;
+
+pub use drop::{DropCounters, DropReason};

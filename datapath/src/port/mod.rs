@@ -1,0 +1,162 @@
+//! Ports: where packets enter and leave the switch.
+//!
+//! Every backend (memory, TAP, AF_XDP, AF_PACKET, VXLAN) implements [`Port`]:
+//! batch in, batch out, a file descriptor to sleep on, link state, MAC, MTU
+//! and counters. Ports are shared between PMD threads as `Arc<dyn Port>`;
+//! each rx queue is polled by exactly one PMD, and transmit queues are
+//! chosen by the caller (`txq`), so a backend needs at most one uncontended
+//! lock per queue per batch, never per packet.
+//!
+//! Dropping a port releases every kernel object it created.
+
+mod memory;
+mod stats;
+
+pub use memory::{MemoryPort, MemoryPortHandle};
+pub use stats::{PortCounters, PortStats};
+
+use crate::packet::{Batch, PacketPool};
+use std::os::fd::RawFd;
+
+/// Link state of a port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkState {
+    /// Forwarding.
+    Up,
+    /// Not forwarding; the reason says why.
+    Down(DownReason),
+}
+
+/// Why a port is down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DownReason {
+    /// Administratively down.
+    Admin,
+    /// The underlying device or its namespace disappeared.
+    DeviceGone,
+    /// The kernel reported carrier off.
+    NoCarrier,
+    /// An unrecoverable I/O error.
+    IoError,
+}
+
+/// Offloads an egress port can take as they are, so the switch knows
+/// whether it must segment or checksum in software before transmit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OffloadCaps {
+    /// Accepts frames whose L4 checksum is only the pseudo-header sum.
+    pub partial_csum: bool,
+    /// Accepts TCP GSO frames (TSO4/TSO6).
+    pub tso: bool,
+    /// Accepts UDP GSO frames (USO).
+    pub uso: bool,
+}
+
+/// Port backend kind, as named in `add-port ... type=`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PortKind {
+    /// In-process ring pair (tests, benches).
+    Memory,
+    /// /dev/net/tun TAP device.
+    Tap,
+    /// AF_XDP socket on a netdev.
+    AfXdp,
+    /// AF_PACKET TPACKET_V3 rings on a netdev.
+    AfPacket,
+    /// VXLAN tunnel endpoint.
+    Vxlan,
+}
+
+impl PortKind {
+    /// Name used in the CLI and API.
+    pub fn name(self) -> &'static str {
+        match self {
+            PortKind::Memory => "memory",
+            PortKind::Tap => "tap",
+            PortKind::AfXdp => "afxdp",
+            PortKind::AfPacket => "afpacket",
+            PortKind::Vxlan => "vxlan",
+        }
+    }
+}
+
+/// Errors of port I/O.
+#[derive(Debug, thiserror::Error)]
+pub enum PortError {
+    /// The device is gone (e.g. its namespace was deleted).
+    #[error("port \"{port}\": device gone")]
+    DeviceGone {
+        /// Port name.
+        port: String,
+    },
+    /// A system call failed.
+    #[error("port \"{port}\": {op} failed")]
+    Io {
+        /// Port name.
+        port: String,
+        /// What was being done.
+        op: &'static str,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A switch port backend.
+pub trait Port: Send + Sync {
+    /// Port name (at most 15 bytes, as a Linux interface name).
+    fn name(&self) -> &str;
+
+    /// Backend kind.
+    fn kind(&self) -> PortKind;
+
+    /// Number of receive queues (each polled by one PMD).
+    fn rx_queues(&self) -> usize {
+        1
+    }
+
+    /// Number of transmit queues.
+    fn tx_queues(&self) -> usize {
+        1
+    }
+
+    /// Receives up to `out.room()` packets from queue `rxq` into `out`,
+    /// taking buffers from `pool`. Returns how many were added. Never blocks.
+    fn rx_burst(
+        &self,
+        rxq: usize,
+        pool: &mut PacketPool,
+        out: &mut Batch,
+    ) -> Result<usize, PortError>;
+
+    /// Sends every packet of `pkts` on queue `txq % tx_queues()`, leaving
+    /// `pkts` empty: packets not sent are counted as drops in the port's
+    /// stats. All buffers go back to `pool`. Returns how many were sent.
+    fn tx_burst(
+        &self,
+        txq: usize,
+        pkts: &mut Batch,
+        pool: &mut PacketPool,
+    ) -> Result<usize, PortError>;
+
+    /// A descriptor that becomes readable when queue `rxq` has packets, for
+    /// PMD threads that sleep when idle. None: the port must be polled.
+    fn rx_fd(&self, rxq: usize) -> Option<RawFd>;
+
+    /// Current link state.
+    fn link(&self) -> LinkState;
+
+    /// MAC address of the interface the port represents.
+    fn mac(&self) -> [u8; 6];
+
+    /// MTU in bytes (L3, as `ip link` shows it).
+    fn mtu(&self) -> u32;
+
+    /// What the port accepts without software segmentation/checksum.
+    fn offload_caps(&self) -> OffloadCaps {
+        OffloadCaps::default()
+    }
+
+    /// Counters.
+    fn stats(&self) -> PortStats;
+}
