@@ -9,9 +9,13 @@
 //!
 //! Dropping a port releases every kernel object it created.
 
+pub mod afpacket;
+pub mod afxdp;
 mod memory;
 mod stats;
 
+pub use afpacket::{AfPacketConfig, AfPacketPort};
+pub use afxdp::{AfXdpConfig, AfXdpPort};
 pub use memory::{MemoryPort, MemoryPortHandle};
 pub use stats::{PortCounters, PortStats};
 
