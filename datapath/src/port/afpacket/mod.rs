@@ -213,6 +213,9 @@ impl AfPacketPort {
         setsockopt(raw, libc::PACKET_VNET_HDR, &one).map_err(sock_err("PACKET_VNET_HDR"))?;
         let v3 = libc::tpacket_versions::TPACKET_V3 as libc::c_int;
         setsockopt(raw, libc::PACKET_VERSION, &v3).map_err(sock_err("PACKET_VERSION"))?;
+        // Must precede the rings (EBUSY after): skip a malformed tx frame
+        // instead of stalling the ring on it.
+        setsockopt(raw, libc::PACKET_LOSS, &one).map_err(sock_err("PACKET_LOSS"))?;
         let rx_req = libc::tpacket_req3 {
             tp_block_size: RX_BLOCK_SIZE,
             tp_block_nr: RX_BLOCKS,
@@ -236,7 +239,6 @@ impl AfPacketPort {
         setsockopt(raw, libc::PACKET_QDISC_BYPASS, &one).map_err(sock_err("PACKET_QDISC_BYPASS"))?;
         setsockopt(raw, libc::PACKET_IGNORE_OUTGOING, &one)
             .map_err(sock_err("PACKET_IGNORE_OUTGOING"))?;
-        setsockopt(raw, libc::PACKET_LOSS, &one).map_err(sock_err("PACKET_LOSS"))?;
 
         let len = (RX_BLOCK_SIZE * RX_BLOCKS + TX_FRAME_SIZE * TX_FRAMES) as usize;
         // SAFETY: maps the socket's rings, sized as configured above; the

@@ -1,0 +1,121 @@
+//! AF_PACKET port system tests (root; skipped with a message otherwise): two
+//! namespaces joined by two AF_PACKET ports and the test forwarder, with the
+//! namespaces' default offloads on, so 64 KiB GSO frames and partial
+//! checksums cross the ports in their vnet headers; MTU 1500 and 9000.
+
+mod portfwd;
+
+use datapath::port::afpacket::{AfPacketConfig, AfPacketError, AfPacketPort};
+use datapath::port::{DownReason, LinkState, Port};
+use portfwd::*;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn open(dev: &str) -> Arc<AfPacketPort> {
+    Arc::new(AfPacketPort::open(&AfPacketConfig::new(dev)).expect("AF_PACKET port opens"))
+}
+
+fn forwards_everything(mtu: u32, tcp_bytes: u64) {
+    let _serial = serial();
+    let t = Topology::new(mtu);
+    let p1 = open(t.port1());
+    let p2 = open(t.port2());
+    assert_eq!(p1.mtu(), mtu);
+    let fwd = Forwarder::start(p1.clone(), p2.clone(), Duration::from_secs(120));
+
+    assert!(ping(&t.ns1, IP2, None), "IPv4 ns1 -> ns2");
+    assert!(ping(&t.ns2, IP1, None), "IPv4 ns2 -> ns1");
+    assert!(ping(&t.ns1, IP6_2, None), "IPv6 ns1 -> ns2");
+    assert!(ping(&t.ns2, IP6_1, None), "IPv6 ns2 -> ns1");
+    let big = mtu - 28;
+    assert!(ping(&t.ns1, IP2, Some(big)), "{mtu}-byte IPv4 packets, DF set");
+    let neigh = t.ns1.exec_ok("ip", &["neigh", "show", IP2]);
+    assert!(
+        neigh.contains(&mac_of(&t.ns2, t.dev2())),
+        "ARP learned ns2's MAC through the switch: {neigh}"
+    );
+
+    let gbps = tcp_transfer(&t, IP2, tcp_bytes);
+    eprintln!(
+        "afpacket mtu {mtu}: {} MiB TCP checked end to end, {gbps:.2} Gbit/s (debug build)",
+        tcp_bytes >> 20
+    );
+    let gbps6 = tcp_transfer(&t, IP6_2, 16 << 20);
+    eprintln!("afpacket mtu {mtu}: 16 MiB TCP over IPv6 checked, {gbps6:.2} Gbit/s");
+    let (got, corrupt) = udp_burst(&t, 20_000, 1000);
+    eprintln!(
+        "afpacket mtu {mtu}: UDP burst 20000 x 1000 B: received {got}, lost {} ({:.1} %), corrupt {corrupt}",
+        20_000 - got,
+        (20_000 - got) as f64 / 200.0
+    );
+    assert!(got > 0 && corrupt == 0);
+    let s1 = p1.stats();
+    let s2 = p2.stats();
+    eprintln!("afpacket: port1 {s1:?}\nafpacket: port2 {s2:?}");
+    assert!(s1.rx_packets > 1000 && s2.tx_packets > 1000);
+    assert_eq!(fwd.stats.errors.load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn afpacket_forwards_ping_arp_tcp_and_udp_at_mtu_1500() {
+    if !tests::require_root("afpacket_forwards_ping_arp_tcp_and_udp_at_mtu_1500") {
+        return;
+    }
+    forwards_everything(1500, 100 << 20);
+}
+
+#[test]
+fn afpacket_forwards_ping_arp_tcp_and_udp_at_mtu_9000() {
+    if !tests::require_root("afpacket_forwards_ping_arp_tcp_and_udp_at_mtu_9000") {
+        return;
+    }
+    forwards_everything(9000, 100 << 20);
+}
+
+#[test]
+fn afpacket_port_goes_down_when_its_device_disappears() {
+    if !tests::require_root("afpacket_port_goes_down_when_its_device_disappears") {
+        return;
+    }
+    let _serial = serial();
+    let t = Topology::new(1500);
+    let p = open(t.port1());
+    assert_eq!(p.link(), LinkState::Up);
+    tests::ip(&["link", "del", t.port1()]);
+    assert_eq!(p.link(), LinkState::Down(DownReason::DeviceGone));
+    assert!(poll_until_gone(p.as_ref(), 5000), "rx reports the device gone");
+    let mut pool = datapath::packet::PacketPool::new(4, 1, 1);
+    let mut b = datapath::packet::Batch::new();
+    let mut pkt = pool.alloc(60).unwrap();
+    pkt.copy_from(&[0u8; 60]);
+    b.push(pkt).unwrap();
+    assert!(p.tx_burst(0, &mut b, &mut pool).is_err());
+    assert!(b.is_empty());
+}
+
+#[test]
+fn afpacket_missing_device_is_a_clear_error() {
+    if !tests::require_root("afpacket_missing_device_is_a_clear_error") {
+        return;
+    }
+    let e = AfPacketPort::open(&AfPacketConfig::new("vsw-nodev1")).unwrap_err();
+    assert!(matches!(e, AfPacketError::NoDevice { .. }));
+    assert!(e.to_string().contains("vsw-nodev1"), "{e}");
+}
+
+#[test]
+fn afpacket_tcp_throughput_is_measured() {
+    if !tests::require_root("afpacket_tcp_throughput_is_measured") {
+        return;
+    }
+    let _serial = serial();
+    let t = Topology::new(1500);
+    let p1 = open(t.port1());
+    let p2 = open(t.port2());
+    let _fwd = Forwarder::start(p1.clone(), p2.clone(), Duration::from_secs(30));
+    assert!(ping(&t.ns1, IP2, None));
+    if let Some(g) = iperf3(&t, 3) {
+        eprintln!("afpacket: iperf3 TCP {g:.2} Gbit/s through the test forwarder");
+    }
+}

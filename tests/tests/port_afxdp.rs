@@ -1,0 +1,151 @@
+//! AF_XDP port system tests (root; skipped with a message otherwise): two
+//! namespaces joined by two AF_XDP ports and the test forwarder. The
+//! namespaces keep their default offloads (tx checksum, TSO on), so TCP
+//! works only if the port switches off what AF_XDP cannot carry and finishes
+//! partial checksums itself.
+
+mod portfwd;
+
+use datapath::port::afxdp::{AfXdpConfig, AfXdpError, AfXdpPort, AttachMode};
+use datapath::port::{DownReason, LinkState, Port};
+use portfwd::*;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn open(dev: &str) -> Arc<AfXdpPort> {
+    Arc::new(AfXdpPort::open(&AfXdpConfig::new(dev)).expect("AF_XDP port opens"))
+}
+
+fn tx_checksum_on(text: &str) -> bool {
+    text.lines()
+        .any(|l| l.starts_with("tx-checksumming:") && l.contains(": on"))
+}
+
+#[test]
+fn afxdp_forwards_ping_arp_tcp_and_udp_with_default_offloads() {
+    if !tests::require_root("afxdp_forwards_ping_arp_tcp_and_udp_with_default_offloads") {
+        return;
+    }
+    let _serial = serial();
+    let t = Topology::new(1500);
+    let offloads_before = t.offloads(&t.ns2, t.dev2());
+    let p1 = open(t.port1());
+    let p2 = open(t.port2());
+    eprintln!(
+        "afxdp: mode {:?}, bind {:?}, offloads changed: {}",
+        p1.xdp_mode(),
+        p1.bind_mode(),
+        p1.offload_changes()
+            .iter()
+            .chain(p2.offload_changes())
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    assert!(p1.peer_found() && p2.peer_found(), "veth peers found in their namespaces");
+    if tx_checksum_on(&offloads_before) {
+        assert!(!tx_checksum_on(&t.offloads(&t.ns2, t.dev2())), "peer tx checksum switched off");
+        assert!(p2.offload_changes().iter().any(|c| c.offload.name() == "tx"));
+    }
+    let fwd = Forwarder::start(p1.clone(), p2.clone(), Duration::from_secs(120));
+
+    assert!(ping(&t.ns1, IP2, None), "IPv4 ns1 -> ns2");
+    assert!(ping(&t.ns2, IP1, None), "IPv4 ns2 -> ns1");
+    assert!(ping(&t.ns1, IP6_2, None), "IPv6 ns1 -> ns2");
+    assert!(ping(&t.ns2, IP6_1, None), "IPv6 ns2 -> ns1");
+    let neigh = t.ns1.exec_ok("ip", &["neigh", "show", IP2]);
+    assert!(
+        neigh.contains(&mac_of(&t.ns2, t.dev2())),
+        "ARP learned ns2's MAC through the switch: {neigh}"
+    );
+
+    let gbps = tcp_transfer(&t, IP2, 100 << 20);
+    eprintln!("afxdp: 100 MiB TCP checked end to end, {gbps:.2} Gbit/s (debug build)");
+    let (got, corrupt) = udp_burst(&t, 20_000, 1000);
+    eprintln!(
+        "afxdp: UDP burst 20000 x 1000 B: received {got}, lost {} ({:.1} %), corrupt {corrupt}",
+        20_000 - got,
+        (20_000 - got) as f64 / 200.0
+    );
+    assert!(got > 0 && corrupt == 0);
+    let s1 = p1.stats();
+    let s2 = p2.stats();
+    eprintln!("afxdp: port1 {s1:?}\nafxdp: port2 {s2:?}; csum completed {}", p1.csum_fixed() + p2.csum_fixed());
+    assert!(s1.rx_packets > 70_000 && s2.tx_packets > 70_000);
+    assert_eq!(fwd.stats.errors.load(Ordering::Relaxed), 0);
+    drop(fwd);
+    drop(p2);
+    // Dropping the port restores the peer's offloads.
+    if tx_checksum_on(&offloads_before) {
+        assert!(tx_checksum_on(&t.offloads(&t.ns2, t.dev2())), "peer offloads restored");
+    }
+}
+
+#[test]
+fn afxdp_second_attach_after_drop_works() {
+    if !tests::require_root("afxdp_second_attach_after_drop_works") {
+        return;
+    }
+    let _serial = serial();
+    let t = Topology::new(1500);
+    for round in 0..2 {
+        let p1 = open(t.port1());
+        let p2 = open(t.port2());
+        let fwd = Forwarder::start(p1.clone(), p2.clone(), Duration::from_secs(30));
+        assert!(ping(&t.ns1, IP2, None), "ping after attach #{}", round + 1);
+        drop(fwd);
+    }
+    // Generic mode explicitly, on a device whose native program is gone.
+    let mut cfg = AfXdpConfig::new(t.port1());
+    cfg.mode = AttachMode::Generic;
+    let p = AfXdpPort::open(&cfg).expect("generic attach");
+    assert_eq!(p.xdp_mode().name(), "generic");
+}
+
+#[test]
+fn afxdp_port_goes_down_when_its_device_disappears() {
+    if !tests::require_root("afxdp_port_goes_down_when_its_device_disappears") {
+        return;
+    }
+    let _serial = serial();
+    let t = Topology::new(1500);
+    let p = open(t.port1());
+    assert_eq!(p.link(), LinkState::Up);
+    tests::ip(&["link", "del", t.port1()]);
+    assert_eq!(p.link(), LinkState::Down(DownReason::DeviceGone));
+    assert!(poll_until_gone(p.as_ref(), 5000), "rx reports the device gone");
+    let mut pool = datapath::packet::PacketPool::new(4, 1, 1);
+    let mut b = datapath::packet::Batch::new();
+    let mut pkt = pool.alloc(60).unwrap();
+    pkt.copy_from(&[0u8; 60]);
+    b.push(pkt).unwrap();
+    assert!(p.tx_burst(0, &mut b, &mut pool).is_err());
+    assert!(b.is_empty());
+}
+
+#[test]
+fn afxdp_missing_device_is_a_clear_error() {
+    if !tests::require_root("afxdp_missing_device_is_a_clear_error") {
+        return;
+    }
+    let e = AfXdpPort::open(&AfXdpConfig::new("vsw-nodev0")).unwrap_err();
+    assert!(matches!(e, AfXdpError::NoDevice { .. }));
+    assert!(e.to_string().contains("vsw-nodev0"), "{e}");
+}
+
+#[test]
+fn afxdp_tcp_throughput_is_measured() {
+    if !tests::require_root("afxdp_tcp_throughput_is_measured") {
+        return;
+    }
+    let _serial = serial();
+    let t = Topology::new(1500);
+    let p1 = open(t.port1());
+    let p2 = open(t.port2());
+    let _fwd = Forwarder::start(p1.clone(), p2.clone(), Duration::from_secs(30));
+    assert!(ping(&t.ns1, IP2, None));
+    if let Some(g) = iperf3(&t, 3) {
+        eprintln!("afxdp: iperf3 TCP {g:.2} Gbit/s through the test forwarder");
+    }
+}
