@@ -29,7 +29,10 @@ fn forwards_everything(mtu: u32, tcp_bytes: u64) {
     assert!(ping(&t.ns1, IP6_2, None), "IPv6 ns1 -> ns2");
     assert!(ping(&t.ns2, IP6_1, None), "IPv6 ns2 -> ns1");
     let big = mtu - 28;
-    assert!(ping(&t.ns1, IP2, Some(big)), "{mtu}-byte IPv4 packets, DF set");
+    assert!(
+        ping(&t.ns1, IP2, Some(big)),
+        "{mtu}-byte IPv4 packets, DF set"
+    );
     let neigh = t.ns1.exec_ok("ip", &["neigh", "show", IP2]);
     assert!(
         neigh.contains(&mac_of(&t.ns2, t.dev2())),
@@ -84,7 +87,10 @@ fn afpacket_port_goes_down_when_its_device_disappears() {
     assert_eq!(p.link(), LinkState::Up);
     tests::ip(&["link", "del", t.port1()]);
     assert_eq!(p.link(), LinkState::Down(DownReason::DeviceGone));
-    assert!(poll_until_gone(p.as_ref(), 5000), "rx reports the device gone");
+    assert!(
+        poll_until_gone(p.as_ref(), 5000),
+        "rx reports the device gone"
+    );
     let mut pool = datapath::packet::PacketPool::new(4, 1, 1);
     let mut b = datapath::packet::Batch::new();
     let mut pkt = pool.alloc(60).unwrap();

@@ -281,7 +281,12 @@ impl NetdevIoctl {
     /// MTU.
     pub fn mtu(&self, dev: &str) -> Result<u32, EthtoolError> {
         let mut ifr = Self::ifreq(dev)?;
-        self.ioctl(dev, libc::SIOCGIFMTU as libc::c_ulong, &mut ifr, "SIOCGIFMTU")?;
+        self.ioctl(
+            dev,
+            libc::SIOCGIFMTU as libc::c_ulong,
+            &mut ifr,
+            "SIOCGIFMTU",
+        )?;
         Ok(i32::from_ne_bytes([ifr.data[0], ifr.data[1], ifr.data[2], ifr.data[3]]) as u32)
     }
 
@@ -307,8 +312,13 @@ impl NetdevIoctl {
             data: [0; 24],
         };
         ifr.data[..4].copy_from_slice(&(ifindex as i32).to_ne_bytes());
-        self.ioctl("", libc::SIOCGIFNAME as libc::c_ulong, &mut ifr, "SIOCGIFNAME")
-            .ok()?;
+        self.ioctl(
+            "",
+            libc::SIOCGIFNAME as libc::c_ulong,
+            &mut ifr,
+            "SIOCGIFNAME",
+        )
+        .ok()?;
         Some(cstr_field(&ifr.name))
     }
 

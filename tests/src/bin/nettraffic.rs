@@ -56,7 +56,8 @@ fn tcp_send(addr: SocketAddr, total: u64) -> Result<(), String> {
     while off < total {
         let n = (total - off).min(buf.len() as u64) as usize;
         fill_pattern(&mut buf[..n], off);
-        s.write_all(&buf[..n]).map_err(|e| format!("write at {off}: {e}"))?;
+        s.write_all(&buf[..n])
+            .map_err(|e| format!("write at {off}: {e}"))?;
         off += n as u64;
     }
     s.shutdown(std::net::Shutdown::Write)
@@ -78,7 +79,9 @@ fn tcp_recv(addr: SocketAddr, total: u64) -> Result<(), String> {
     let mut want = vec![0u8; 256 * 1024];
     let mut off = 0u64;
     loop {
-        let n = s.read(&mut buf).map_err(|e| format!("read at {off}: {e}"))?;
+        let n = s
+            .read(&mut buf)
+            .map_err(|e| format!("read at {off}: {e}"))?;
         if n == 0 {
             break;
         }

@@ -257,9 +257,10 @@ pub fn tcp_transfer(t: &Topology, dst: &str, bytes: u64) -> f64 {
 pub fn udp_burst(t: &Topology, count: u32, size: u32) -> (u32, u32) {
     let port = 6000 + (std::process::id() % 1000) as u16;
     let bind = format!("{IP2}:{port}");
-    let mut rx = t
-        .ns2
-        .spawn(nettraffic(), &["udp-recv", &bind, &count.to_string(), "1500"]);
+    let mut rx = t.ns2.spawn(
+        nettraffic(),
+        &["udp-recv", &bind, &count.to_string(), "1500"],
+    );
     let mut reader = wait_ready(&mut rx);
     let tx = t.ns1.exec(
         nettraffic(),
@@ -292,8 +293,8 @@ pub fn iperf3(t: &Topology, secs: u32) -> Option<f64> {
     let at = text.find("\"sum_received\"")?;
     let rest = &text[at..];
     let b = rest.find("\"bits_per_second\"")?;
-    let num: String = rest[b + 18..]
-        .trim_start_matches([' ', ':'])
+    let num: String = rest[b + 17..]
+        .trim_start_matches(|c: char| c == ':' || c.is_whitespace())
         .chars()
         .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == 'e' || *c == '+')
         .collect();

@@ -146,7 +146,13 @@ mod tests {
     fn frames_of_a_v3_block_are_walked_by_next_offset() {
         let b = block_with_two_frames();
         let h = block_header(&b).unwrap();
-        assert_eq!(h, BlockHeader { num_pkts: 2, first: 48 });
+        assert_eq!(
+            h,
+            BlockHeader {
+                num_pkts: 2,
+                first: 48
+            }
+        );
         let f1 = rx_frame(&b, h.first as usize).unwrap();
         assert_eq!((f1.snaplen, f1.len, f1.data), (100, 100, 130));
         assert!(b[f1.data..f1.data + 100].iter().all(|x| *x == 0xaa));
@@ -156,7 +162,10 @@ mod tests {
         let m = parse_vnet(&b[f1.data - VNET_HDR_LEN..f1.data]).unwrap();
         assert!(m.needs_csum());
         assert_eq!(m.gso_type, GsoType::TcpV4);
-        assert_eq!((m.hdr_len, m.gso_size, m.csum_start, m.csum_offset), (66, 1448, 34, 16));
+        assert_eq!(
+            (m.hdr_len, m.gso_size, m.csum_start, m.csum_offset),
+            (66, 1448, 34, 16)
+        );
     }
 
     #[test]

@@ -15,7 +15,9 @@ mod frame;
 
 pub use frame::{parse_vnet, write_vnet, VNET_HDR_LEN};
 
-use super::{DownReason, LinkState, OffloadCaps, Port, PortCounters, PortError, PortKind, PortStats};
+use super::{
+    DownReason, LinkState, OffloadCaps, Port, PortCounters, PortError, PortKind, PortStats,
+};
 use crate::packet::{Batch, PacketPool};
 use crate::sys::ethtool::NetdevIoctl;
 use frame::{BLOCK_STATUS, TP_STATUS, TX_DATA_OFFSET};
@@ -236,7 +238,8 @@ impl AfPacketPort {
             tp_feature_req_word: 0,
         };
         setsockopt(raw, libc::PACKET_TX_RING, &tx_req).map_err(sock_err("PACKET_TX_RING"))?;
-        setsockopt(raw, libc::PACKET_QDISC_BYPASS, &one).map_err(sock_err("PACKET_QDISC_BYPASS"))?;
+        setsockopt(raw, libc::PACKET_QDISC_BYPASS, &one)
+            .map_err(sock_err("PACKET_QDISC_BYPASS"))?;
         setsockopt(raw, libc::PACKET_IGNORE_OUTGOING, &one)
             .map_err(sock_err("PACKET_IGNORE_OUTGOING"))?;
 
@@ -285,7 +288,8 @@ impl AfPacketPort {
             mr_alen: 0,
             mr_address: [0; 8],
         };
-        setsockopt(raw, libc::PACKET_ADD_MEMBERSHIP, &mreq).map_err(sock_err("PACKET_MR_PROMISC"))?;
+        setsockopt(raw, libc::PACKET_ADD_MEMBERSHIP, &mreq)
+            .map_err(sock_err("PACKET_MR_PROMISC"))?;
         tracing::info!(port, dev, "AF_PACKET port attached (TPACKET_V3, vnet_hdr)");
         Ok(AfPacketPort {
             rx: Mutex::new(RxCursor {
@@ -391,7 +395,9 @@ impl Port for AfPacketPort {
                 // (TP_STATUS_USER, Acquire above) and does not write it
                 // until we give it back.
                 let blk = unsafe { std::slice::from_raw_parts(base, RX_BLOCK_SIZE as usize) };
-                let Some(h) = frame::block_header(blk) else { break };
+                let Some(h) = frame::block_header(blk) else {
+                    break;
+                };
                 c.left = h.num_pkts;
                 c.next = h.first as usize;
                 c.in_block = true;

@@ -23,8 +23,8 @@ mod xsk;
 pub use offload::{OffloadChange, PeerOffloads};
 pub use xsk::{BindMode, FRAME_SIZE, NUM_FRAMES};
 
-use super::{LinkState, Port, PortCounters, PortError, PortKind, PortStats};
 use super::{DownReason, OffloadCaps};
+use super::{LinkState, Port, PortCounters, PortError, PortKind, PortStats};
 use crate::packet::{Batch, PacketPool};
 use crate::sys::bpf::{BpfError, XdpLink, XdpMode, XdpProgram, XskMap};
 use crate::sys::ethtool::NetdevIoctl;
@@ -222,24 +222,26 @@ impl AfXdpPort {
         let map = XskMap::new(cfg.queues).map_err(bpf)?;
         let mut queues = Vec::with_capacity(cfg.queues as usize);
         for q in 0..cfg.queues {
-            let xsk = Xsk::new(ifindex, q, cfg.mode == AttachMode::Native, multi_buffer).map_err(|e| {
-                if multi_buffer && e.op.starts_with("bind") {
-                    AfXdpError::MtuTooLarge {
-                        port: port.clone(),
-                        dev: dev.clone(),
-                        mtu,
-                        limit: SINGLE_BUFFER_MTU,
-                        source: e.source,
+            let xsk = Xsk::new(ifindex, q, cfg.mode == AttachMode::Native, multi_buffer).map_err(
+                |e| {
+                    if multi_buffer && e.op.starts_with("bind") {
+                        AfXdpError::MtuTooLarge {
+                            port: port.clone(),
+                            dev: dev.clone(),
+                            mtu,
+                            limit: SINGLE_BUFFER_MTU,
+                            source: e.source,
+                        }
+                    } else {
+                        AfXdpError::Socket {
+                            port: port.clone(),
+                            queue: q,
+                            op: e.op,
+                            source: e.source,
+                        }
                     }
-                } else {
-                    AfXdpError::Socket {
-                        port: port.clone(),
-                        queue: q,
-                        op: e.op,
-                        source: e.source,
-                    }
-                }
-            })?;
+                },
+            )?;
             map.set(q, xsk.fd()).map_err(bpf)?;
             queues.push(xsk);
         }
@@ -366,10 +368,7 @@ impl Port for AfXdpPort {
         if r.csum_fixed != 0 {
             self.csum_fixed.fetch_add(r.csum_fixed, Ordering::Relaxed);
         }
-        if r.check_device
-            && self.queue(rxq).take_error().is_some()
-            && !self.device_present()
-        {
+        if r.check_device && self.queue(rxq).take_error().is_some() && !self.device_present() {
             return Err(self.gone_error());
         }
         Ok(r.packets as usize)

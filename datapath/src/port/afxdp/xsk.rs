@@ -37,6 +37,10 @@ const TX_KICKS: usize = 4;
 /// gone): a syscall every this many idle polls, never per packet.
 pub(crate) const IDLE_POLLS_PER_CHECK: u32 = 1024;
 
+/// Bind attempts (10 ms apart) while the queue is still held by a socket
+/// that was just closed.
+const BIND_BUSY_RETRIES: u32 = 200;
+
 /// How a socket was bound.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BindMode {
@@ -64,7 +68,12 @@ fn last(op: &'static str) -> XskSetupError {
     }
 }
 
-fn setsockopt<T>(fd: RawFd, opt: libc::c_int, val: &T, op: &'static str) -> Result<(), XskSetupError> {
+fn setsockopt<T>(
+    fd: RawFd,
+    opt: libc::c_int,
+    val: &T,
+    op: &'static str,
+) -> Result<(), XskSetupError> {
     // SAFETY: `val` is a live value of the type the option expects, with
     // its exact size.
     let rc = unsafe {
@@ -201,9 +210,24 @@ impl Xsk {
             Mmap::map_fd(raw, o.desc as usize + RING_SIZE as usize * entry, pgoff).map_err(err(op))
         };
         let fill_map = map(&off.fr, 8, libc::XDP_UMEM_PGOFF_FILL_RING, "mmap fill ring")?;
-        let comp_map = map(&off.cr, 8, libc::XDP_UMEM_PGOFF_COMPLETION_RING, "mmap completion ring")?;
-        let rx_map = map(&off.rx, desc_sz, libc::XDP_PGOFF_RX_RING as u64, "mmap rx ring")?;
-        let tx_map = map(&off.tx, desc_sz, libc::XDP_PGOFF_TX_RING as u64, "mmap tx ring")?;
+        let comp_map = map(
+            &off.cr,
+            8,
+            libc::XDP_UMEM_PGOFF_COMPLETION_RING,
+            "mmap completion ring",
+        )?;
+        let rx_map = map(
+            &off.rx,
+            desc_sz,
+            libc::XDP_PGOFF_RX_RING as u64,
+            "mmap rx ring",
+        )?;
+        let tx_map = map(
+            &off.tx,
+            desc_sz,
+            libc::XDP_PGOFF_TX_RING as u64,
+            "mmap tx ring",
+        )?;
         // SAFETY: each mapping was sized from the kernel's offsets for
         // RING_SIZE (a power of two) entries of the ring's entry type.
         let (mut fill, comp, rx, tx) = unsafe {
@@ -233,18 +257,28 @@ impl Xsk {
                 sxdp_queue_id: queue,
                 sxdp_shared_umem_fd: 0,
             };
-            // SAFETY: `sa` is a valid sockaddr_xdp of the given size.
-            let rc = unsafe {
-                libc::bind(
-                    raw,
-                    &sa as *const _ as *const libc::sockaddr,
-                    std::mem::size_of::<libc::sockaddr_xdp>() as libc::socklen_t,
-                )
-            };
-            if rc != 0 {
-                return Err(io::Error::last_os_error());
+            // A socket closed just before (a port dropped and re-added)
+            // releases its queue from a kernel work item: EBUSY until that
+            // has run, so retry for a bounded while.
+            for _ in 0..BIND_BUSY_RETRIES {
+                // SAFETY: `sa` is a valid sockaddr_xdp of the given size.
+                let rc = unsafe {
+                    libc::bind(
+                        raw,
+                        &sa as *const _ as *const libc::sockaddr,
+                        std::mem::size_of::<libc::sockaddr_xdp>() as libc::socklen_t,
+                    )
+                };
+                if rc == 0 {
+                    return Ok(());
+                }
+                let e = io::Error::last_os_error();
+                if e.raw_os_error() != Some(libc::EBUSY) {
+                    return Err(e);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
             }
-            Ok(())
+            Err(io::Error::from_raw_os_error(libc::EBUSY))
         };
         let bind_mode = if try_zero_copy {
             match bind(libc::XDP_ZEROCOPY) {
@@ -309,11 +343,16 @@ impl Xsk {
         }
         // SAFETY: the range is inside the UMEM mapping; the chunk belongs to
         // this process between the rx-ring read and the fill-ring write.
-        Some(unsafe { std::slice::from_raw_parts(self.umem.as_ptr().add(addr as usize), len as usize) })
+        Some(unsafe {
+            std::slice::from_raw_parts(self.umem.as_ptr().add(addr as usize), len as usize)
+        })
     }
 
     fn write_chunk(&self, addr: u64, data: &[u8]) {
-        assert!(addr as usize + data.len() <= self.umem.len(), "tx chunk outside UMEM");
+        assert!(
+            addr as usize + data.len() <= self.umem.len(),
+            "tx chunk outside UMEM"
+        );
         // SAFETY: `addr` is a tx chunk start taken from the free list, so no
         // one else (kernel included) uses it until it is queued on the tx
         // ring; the range was checked against the UMEM size.
