@@ -124,4 +124,13 @@ fn afpacket_tcp_throughput_is_measured() {
     if let Some(g) = iperf3(&t, 3) {
         eprintln!("afpacket: iperf3 TCP {g:.2} Gbit/s through the test forwarder");
     }
+    // 64-byte frames (18 B of UDP payload): a rough forwarding rate, limited
+    // by the single sending socket in ns1.
+    let (got, _, secs) = udp_burst_timed(&t, 200_000, 18);
+    if secs > 0.0 {
+        eprintln!(
+            "afpacket: 64 B frames: {got} of 200000 received, {:.0} kpps at the receiver",
+            got as f64 / secs / 1e3
+        );
+    }
 }

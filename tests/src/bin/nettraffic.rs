@@ -5,8 +5,8 @@
 //!   every byte at its stream offset and prints `OK <bytes>` (exit 0) or
 //!   where it first differed (exit 1).
 //! - `udp-send ADDR:PORT COUNT SIZE` / `udp-recv ADDR:PORT COUNT IDLE_MS`:
-//!   numbered datagrams; the receiver prints `RECEIVED <n> CORRUPT <m>`
-//!   after COUNT datagrams or IDLE_MS without one.
+//!   numbered datagrams; the receiver prints `RECEIVED <n> CORRUPT <m>
+//!   SECS <first-to-last>` after COUNT datagrams or IDLE_MS without one.
 //!
 //! Receivers print `READY` once bound so the test can start the sender.
 
@@ -127,8 +127,11 @@ fn udp_recv(addr: SocketAddr, count: u32, idle_ms: u64) -> Result<(), String> {
     let mut buf = vec![0u8; 65536];
     let mut want = vec![0u8; 65536];
     let (mut got, mut corrupt) = (0u32, 0u32);
+    let (mut first, mut last) = (None, Instant::now());
     while got < count {
         let Ok(n) = s.recv(&mut buf) else { break };
+        last = Instant::now();
+        first.get_or_insert(last);
         let seq = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
         fill_pattern(&mut want[..n], u64::from(seq) * 4096);
         if n < 8 || buf[4..n] != want[4..n] {
@@ -136,7 +139,8 @@ fn udp_recv(addr: SocketAddr, count: u32, idle_ms: u64) -> Result<(), String> {
         }
         got += 1;
     }
-    println!("RECEIVED {got} CORRUPT {corrupt}");
+    let secs = first.map(|f| (last - f).as_secs_f64()).unwrap_or(0.0);
+    println!("RECEIVED {got} CORRUPT {corrupt} SECS {secs:.6}");
     Ok(())
 }
 

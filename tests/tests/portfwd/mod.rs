@@ -255,6 +255,13 @@ pub fn tcp_transfer(t: &Topology, dst: &str, bytes: u64) -> f64 {
 /// Sends `count` UDP datagrams of `size` bytes from ns1 to ns2; returns
 /// (received, corrupt).
 pub fn udp_burst(t: &Topology, count: u32, size: u32) -> (u32, u32) {
+    let r = udp_burst_timed(t, count, size);
+    (r.0, r.1)
+}
+
+/// As [`udp_burst`], plus the seconds between the first and the last
+/// datagram received (for a packet rate).
+pub fn udp_burst_timed(t: &Topology, count: u32, size: u32) -> (u32, u32, f64) {
     let port = 6000 + (std::process::id() % 1000) as u16;
     let bind = format!("{IP2}:{port}");
     let mut rx = t.ns2.spawn(
@@ -271,7 +278,11 @@ pub fn udp_burst(t: &Topology, count: u32, size: u32) -> (u32, u32) {
     let _ = reader.read_line(&mut line);
     let w: Vec<&str> = line.split_whitespace().collect();
     assert_eq!(w.first(), Some(&"RECEIVED"), "udp receiver said {line}");
-    (w[1].parse().unwrap(), w[3].parse().unwrap())
+    (
+        w[1].parse().unwrap(),
+        w[3].parse().unwrap(),
+        w[5].parse().unwrap(),
+    )
 }
 
 /// iperf3 TCP for `secs` seconds from ns1 to ns2, in Gbit/s; None when
