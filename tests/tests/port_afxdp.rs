@@ -158,6 +158,9 @@ fn afxdp_port_goes_down_when_its_device_disappears() {
     let t = Topology::new(1500);
     let p = open(t.port1());
     assert_eq!(p.link(), LinkState::Up);
+    tests::ip(&["link", "set", t.port1(), "down"]);
+    assert_eq!(p.link(), LinkState::Down(DownReason::Admin));
+    tests::ip(&["link", "set", t.port1(), "up"]);
     tests::ip(&["link", "del", t.port1()]);
     assert_eq!(p.link(), LinkState::Down(DownReason::DeviceGone));
     assert!(
@@ -228,8 +231,112 @@ fn afxdp_jumbo_mtu_uses_multi_buffer_or_names_the_limit() {
     let p2 = open(t.port2());
     assert_eq!(p1.mtu(), 9000);
     let _fwd = Forwarder::start(p1.clone(), p2.clone(), Duration::from_secs(60));
-    assert!(ping(&t.ns1, IP2, Some(8972)), "9000-byte IPv4 packets, DF set");
+    assert!(
+        ping(&t.ns1, IP2, Some(8972)),
+        "9000-byte IPv4 packets, DF set"
+    );
     assert!(ping(&t.ns2, IP1, Some(8972)), "and back");
     let gbps = tcp_transfer(&t, IP2, 20 << 20);
-    eprintln!("afxdp mtu 9000 (multi-buffer, {:?}): 20 MiB TCP checked, {gbps:.2} Gbit/s", p1.xdp_mode());
+    eprintln!(
+        "afxdp mtu 9000 (multi-buffer, {:?}): 20 MiB TCP checked, {gbps:.2} Gbit/s",
+        p1.xdp_mode()
+    );
+}
+
+#[test]
+fn afxdp_attach_after_the_holder_was_killed_works() {
+    if !tests::require_root("afxdp_attach_after_the_holder_was_killed_works") {
+        return;
+    }
+    let _serial = serial();
+    let t = Topology::new(1500);
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_porthold"))
+        .args(["afxdp", t.port1()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn porthold");
+    let mut holder = tests::ChildGuard::new(child);
+    let mut line = String::new();
+    let out = holder.child_mut().stdout.take().unwrap();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line).unwrap();
+    assert_eq!(line.trim(), "READY", "holder: {line}");
+    // SIGKILL: no destructor runs in the holder.
+    drop(holder);
+    let p1 = open(t.port1());
+    let p2 = open(t.port2());
+    let _fwd = Forwarder::start(p1.clone(), p2.clone(), Duration::from_secs(30));
+    assert!(
+        ping(&t.ns1, IP2, None),
+        "forwarding after the killed holder"
+    );
+}
+
+#[test]
+fn afxdp_multiqueue_port_has_a_socket_per_queue() {
+    if !tests::require_root("afxdp_multiqueue_port_has_a_socket_per_queue") {
+        return;
+    }
+    let _serial = serial();
+    let t = Topology::multiqueue(1500, 2);
+    let open_mq = |dev: &str| {
+        let mut cfg = AfXdpConfig::new(dev);
+        cfg.queues = 2;
+        Arc::new(AfXdpPort::open(&cfg).expect("2-queue AF_XDP port opens"))
+    };
+    let p1 = open_mq(t.port1());
+    let p2 = open_mq(t.port2());
+    assert_eq!((p1.rx_queues(), p1.tx_queues()), (2, 2));
+    assert_ne!(p1.rx_fd(0), p1.rx_fd(1));
+    let _fwd = Forwarder::start(p1.clone(), p2.clone(), Duration::from_secs(60));
+    assert!(ping(&t.ns1, IP2, None));
+    assert!(ping(&t.ns2, IP6_1, None));
+    tcp_transfer(&t, IP2, 16 << 20);
+}
+
+#[test]
+fn afxdp_carries_vlan_tagged_traffic() {
+    if !tests::require_root("afxdp_carries_vlan_tagged_traffic") {
+        return;
+    }
+    let _serial = serial();
+    let t = Topology::new(1500);
+    if !t.add_vlan(10) {
+        return;
+    }
+    let p1 = open(t.port1());
+    let p2 = open(t.port2());
+    let _fwd = Forwarder::start(p1.clone(), p2.clone(), Duration::from_secs(60));
+    assert!(ping(&t.ns1, VLAN_IP2, None), "ping over VLAN 10");
+    tcp_transfer(&t, VLAN_IP2, 16 << 20);
+}
+
+#[test]
+fn afxdp_keeps_the_vlan_tag_of_a_received_frame() {
+    if !tests::require_root("afxdp_keeps_the_vlan_tag_of_a_received_frame") {
+        return;
+    }
+    let _serial = serial();
+    let t = Topology::new(1500);
+    let p = open(t.port1());
+    // Broadcast ARP request in VLAN 10, sent with the tag in the frame; the
+    // receiving kernel moves such tags into skb metadata before packet taps.
+    let mut frame = vec![0xff; 6];
+    frame.extend_from_slice(&[
+        0x02, 0, 0, 0, 0x77, 0x01, 0x81, 0x00, 0x00, 0x0a, 0x08, 0x06,
+    ]);
+    frame.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1, 2, 0, 0, 0, 0x77, 1, 10, 78, 0, 1]);
+    frame.extend_from_slice(&[0, 0, 0, 0, 0, 0, 10, 78, 0, 2]);
+    frame.resize(64, 0);
+    raw_send(&t.ns1, &t.veth1.b, &frame);
+    let got = receive_matching(p.as_ref(), |f| f.len() >= 12 && f[6..12] == frame[6..12])
+        .expect("tagged frame received");
+    assert_eq!(
+        &got[12..16],
+        &[0x81, 0x00, 0x00, 0x0a],
+        "802.1Q tag in place"
+    );
+    assert_eq!(
+        &got[..frame.len().min(got.len())],
+        &frame[..got.len().min(frame.len())]
+    );
 }

@@ -8,6 +8,9 @@
 //!   numbered datagrams; the receiver prints `RECEIVED <n> CORRUPT <m>
 //!   SECS <first-to-last>` after COUNT datagrams or IDLE_MS without one.
 //!
+//! - `raw-send DEV HEX`: one raw Ethernet frame (hex bytes) out of DEV
+//!   through a packet socket, tags and all.
+//!
 //! Receivers print `READY` once bound so the test can start the sender.
 
 use std::io::{Read, Write};
@@ -144,10 +147,57 @@ fn udp_recv(addr: SocketAddr, count: u32, idle_ms: u64) -> Result<(), String> {
     Ok(())
 }
 
+fn raw_send(dev: &str, hex: &str) -> Result<(), String> {
+    let frame: Vec<u8> = (0..hex.len() / 2)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16))
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("bad hex: {e}"))?;
+    let name = std::ffi::CString::new(dev).map_err(|e| e.to_string())?;
+    // SAFETY: NUL-terminated name.
+    let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    if ifindex == 0 {
+        return Err(format!("no device {dev}"));
+    }
+    // SAFETY: socket(2) with constant arguments; closed below.
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+    if fd < 0 {
+        return Err(format!("socket: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: all-zero sockaddr_ll is valid; fields set below.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_ifindex = ifindex as i32;
+    sll.sll_halen = 6;
+    sll.sll_addr[..6].copy_from_slice(&frame[..6]);
+    // SAFETY: frame and sll are live for the call, sizes exact.
+    let rc = unsafe {
+        libc::sendto(
+            fd,
+            frame.as_ptr() as *const libc::c_void,
+            frame.len(),
+            0,
+            &sll as *const _ as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    let err = std::io::Error::last_os_error();
+    // SAFETY: fd is ours.
+    unsafe { libc::close(fd) };
+    if rc < 0 {
+        return Err(format!("sendto: {err}"));
+    }
+    println!("SENT 1");
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let r = (|| -> Result<(), String> {
         let mode = args.get(1).ok_or("usage: nettraffic MODE ...")?.as_str();
+        if mode == "raw-send" {
+            let dev = args.get(2).ok_or("missing DEV")?;
+            return raw_send(dev, args.get(3).ok_or("missing HEX")?);
+        }
         let addr: SocketAddr = arg(&args, 2, "ADDR:PORT")?;
         match mode {
             "tcp-send" => tcp_send(addr, arg(&args, 3, "BYTES")?),

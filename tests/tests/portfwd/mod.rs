@@ -26,6 +26,11 @@ pub const IP6_1: &str = "fd77::1";
 /// IPv6 address of the second host.
 pub const IP6_2: &str = "fd77::2";
 
+/// Addresses on the VLAN subinterfaces of [`Topology::add_vlan`].
+pub const VLAN_IP1: &str = "10.78.0.1";
+/// Second VLAN host.
+pub const VLAN_IP2: &str = "10.78.0.2";
+
 /// Tests in one binary share the two cores with the forwarder: one at a time.
 pub fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
@@ -43,10 +48,40 @@ pub struct Topology {
 
 impl Topology {
     pub fn new(mtu: u32) -> Topology {
+        Self::with_veths(mtu, Veth::new("vxv"), Veth::new("vxv"))
+    }
+
+    /// As [`Topology::new`] with `queues` rx/tx queues on every veth end.
+    pub fn multiqueue(mtu: u32, queues: u32) -> Topology {
+        let mk = || {
+            let (a, b) = (tests::unique_name("vxq"), tests::unique_name("vxq"));
+            let q = queues.to_string();
+            ip(&[
+                "link",
+                "add",
+                &a,
+                "numtxqueues",
+                &q,
+                "numrxqueues",
+                &q,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &b,
+                "numtxqueues",
+                &q,
+                "numrxqueues",
+                &q,
+            ]);
+            Veth { a, b }
+        };
+        Self::with_veths(mtu, mk(), mk())
+    }
+
+    fn with_veths(mtu: u32, veth1: Veth, veth2: Veth) -> Topology {
         let ns1 = Netns::new("vxn");
         let ns2 = Netns::new("vxn");
-        let veth1 = Veth::new("vxv");
-        let veth2 = Veth::new("vxv");
         let mtu = mtu.to_string();
         for (ns, v, ip4, ip6) in [(&ns1, &veth1, IP1, IP6_1), (&ns2, &veth2, IP2, IP6_2)] {
             ip(&["link", "set", &v.b, "netns", ns.name()]);
@@ -69,6 +104,35 @@ impl Topology {
             veth1,
             veth2,
         }
+    }
+
+    /// Adds an 802.1Q subinterface with VLAN `id` on both container ends,
+    /// addressed 10.78.0.1/24 (ns1) and 10.78.0.2/24 (ns2). False (with a
+    /// printed reason) when the kernel has no VLAN support.
+    pub fn add_vlan(&self, id: u16) -> bool {
+        let id_s = id.to_string();
+        for (ns, dev, addr) in [
+            (&self.ns1, &self.veth1.b, VLAN_IP1),
+            (&self.ns2, &self.veth2.b, VLAN_IP2),
+        ] {
+            let name = format!("vl{id}");
+            let out = ns.exec(
+                "ip",
+                &[
+                    "link", "add", "link", dev, "name", &name, "type", "vlan", "id", &id_s,
+                ],
+            );
+            if !out.status.success() {
+                eprintln!(
+                    "SKIP: cannot create a VLAN device: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+                return false;
+            }
+            ns.exec_ok("ip", &["addr", "add", &format!("{addr}/24"), "dev", &name]);
+            ns.exec_ok("ip", &["link", "set", &name, "up"]);
+        }
+        true
     }
 
     /// Root-namespace end towards ns1.
@@ -130,20 +194,25 @@ impl Forwarder {
             let mut pool = PacketPool::for_pmd();
             let mut batch = Batch::new();
             let deadline = Instant::now() + limit;
-            let fds: Vec<RawFd> = [&a, &b].iter().filter_map(|p| p.rx_fd(0)).collect();
+            let fds: Vec<RawFd> = [&a, &b]
+                .iter()
+                .flat_map(|p| (0..p.rx_queues()).filter_map(|q| p.rx_fd(q)))
+                .collect();
             let mut idle = 0u32;
             while !stop2.load(Ordering::Relaxed) && Instant::now() < deadline {
                 let mut moved = 0;
                 for (src, dst) in [(&a, &b), (&b, &a)] {
-                    match src.rx_burst(0, &mut pool, &mut batch) {
-                        Ok(n) => moved += n,
-                        Err(e) => note(&stats2, &e),
-                    }
-                    if !batch.is_empty() {
-                        if let Err(e) = dst.tx_burst(0, &mut batch, &mut pool) {
-                            note(&stats2, &e);
+                    for q in 0..src.rx_queues() {
+                        match src.rx_burst(q, &mut pool, &mut batch) {
+                            Ok(n) => moved += n,
+                            Err(e) => note(&stats2, &e),
                         }
-                        pool.free_all(batch.drain());
+                        if !batch.is_empty() {
+                            if let Err(e) = dst.tx_burst(q, &mut batch, &mut pool) {
+                                note(&stats2, &e);
+                            }
+                            pool.free_all(batch.drain());
+                        }
                     }
                 }
                 stats2.packets.fetch_add(moved as u64, Ordering::Relaxed);
@@ -209,6 +278,30 @@ pub fn ping(ns: &Netns, to: &str, size: Option<u32>) -> bool {
 pub fn mac_of(ns: &Netns, dev: &str) -> String {
     let out = ns.exec_ok("cat", &[&format!("/sys/class/net/{dev}/address")]);
     out.trim().to_string()
+}
+
+/// Sends one raw frame out of `dev` in `ns` (tags and all).
+pub fn raw_send(ns: &Netns, dev: &str, frame: &[u8]) {
+    let hex: String = frame.iter().map(|b| format!("{b:02x}")).collect();
+    ns.exec_ok(nettraffic(), &["raw-send", dev, &hex]);
+}
+
+/// Receives from queue 0 of `p` until a frame satisfying `want` arrives
+/// (bounded); returns it.
+pub fn receive_matching(p: &dyn Port, want: impl Fn(&[u8]) -> bool) -> Option<Vec<u8>> {
+    let mut pool = PacketPool::new(64, 4, 1);
+    let mut batch = Batch::new();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        let _ = p.rx_burst(0, &mut pool, &mut batch);
+        for pkt in batch.drain() {
+            if want(pkt.data()) {
+                return Some(pkt.data().to_vec());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    None
 }
 
 fn nettraffic() -> &'static str {
