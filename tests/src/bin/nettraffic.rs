@@ -123,6 +123,24 @@ fn udp_send(addr: SocketAddr, count: u32, size: usize) -> Result<(), String> {
 
 fn udp_recv(addr: SocketAddr, count: u32, idle_ms: u64) -> Result<(), String> {
     let s = UdpSocket::bind(addr).map_err(|e| format!("bind {addr}: {e}"))?;
+    // A deep socket buffer, so a burst's losses are the switch's, not this
+    // reader's (root may exceed rmem_max with SO_RCVBUFFORCE).
+    let size: libc::c_int = 32 << 20;
+    for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+        // SAFETY: `size` is a live c_int of the given length.
+        let rc = unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&s),
+                libc::SOL_SOCKET,
+                opt,
+                &size as *const _ as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc == 0 {
+            break;
+        }
+    }
     s.set_read_timeout(Some(Duration::from_millis(idle_ms)))
         .map_err(|e| e.to_string())?;
     println!("READY");

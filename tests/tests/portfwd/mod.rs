@@ -304,6 +304,45 @@ pub fn receive_matching(p: &dyn Port, want: impl Fn(&[u8]) -> bool) -> Option<Ve
     None
 }
 
+/// Where a burst's losses happened: drops on the sender's veth, the
+/// receiver's UDP socket buffer overflows.
+pub fn loss_report(t: &Topology) -> String {
+    let tx_drops = t.ns1.exec(
+        "cat",
+        &[&format!(
+            "/sys/class/net/{}/statistics/tx_dropped",
+            t.veth1.b
+        )],
+    );
+    let rx_drops = t.ns2.exec(
+        "cat",
+        &[&format!(
+            "/sys/class/net/{}/statistics/rx_dropped",
+            t.veth2.b
+        )],
+    );
+    let snmp = t.ns2.exec("cat", &["/proc/net/snmp"]);
+    let snmp = String::from_utf8_lossy(&snmp.stdout);
+    let udp: Vec<&str> = snmp.lines().filter(|l| l.starts_with("Udp:")).collect();
+    let rcvbuf = if udp.len() == 2 {
+        let names: Vec<&str> = udp[0].split_whitespace().collect();
+        let vals: Vec<&str> = udp[1].split_whitespace().collect();
+        names
+            .iter()
+            .position(|n| *n == "RcvbufErrors")
+            .and_then(|i| vals.get(i).copied())
+            .unwrap_or("?")
+            .to_string()
+    } else {
+        "?".into()
+    };
+    format!(
+        "sender veth tx_dropped {}, receiver veth rx_dropped {}, receiver UDP RcvbufErrors {rcvbuf}",
+        String::from_utf8_lossy(&tx_drops.stdout).trim(),
+        String::from_utf8_lossy(&rx_drops.stdout).trim()
+    )
+}
+
 fn nettraffic() -> &'static str {
     env!("CARGO_BIN_EXE_nettraffic")
 }

@@ -600,6 +600,24 @@ impl Port for AfPacketPort {
     }
 
     fn stats(&self) -> PortStats {
+        // Frames dropped because the ring was full never reach rx_burst.
+        // PACKET_STATISTICS resets on read, so fold it into our counter.
+        // SAFETY: all-zero is a valid tpacket_stats_v3.
+        let mut st: libc::tpacket_stats_v3 = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::tpacket_stats_v3>() as libc::socklen_t;
+        // SAFETY: `st` is writable for `len` bytes.
+        let rc = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_STATISTICS,
+                &mut st as *mut _ as *mut libc::c_void,
+                &mut len,
+            )
+        };
+        if rc == 0 && st.tp_drops != 0 {
+            self.counters.rx_dropped(u64::from(st.tp_drops));
+        }
         self.counters.snapshot()
     }
 }

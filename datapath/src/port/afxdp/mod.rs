@@ -436,6 +436,14 @@ impl Port for AfXdpPort {
     }
 
     fn stats(&self) -> PortStats {
-        self.counters.snapshot()
+        let mut s = self.counters.snapshot();
+        // Frames the kernel could not hand to a socket never reach rx_burst:
+        // add its own counters.
+        for q in &self.queues {
+            let (rx, tx) = q.kernel_drops();
+            s.rx_dropped += rx;
+            s.tx_errors += tx;
+        }
+        s
     }
 }

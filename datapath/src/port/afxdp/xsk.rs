@@ -336,6 +336,32 @@ impl Xsk {
         (rc == 0 && v != 0).then_some(v)
     }
 
+    /// The kernel's drop counters of this socket (`XDP_STATISTICS`,
+    /// cumulative): (rx dropped: no fill chunk, rx ring full or invalid
+    /// descriptor; tx invalid descriptors).
+    pub(crate) fn kernel_drops(&self) -> (u64, u64) {
+        // SAFETY: all-zero is a valid xdp_statistics (plain integers).
+        let mut st: libc::xdp_statistics = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::xdp_statistics>() as libc::socklen_t;
+        // SAFETY: `st` is writable for `len` bytes.
+        let rc = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_XDP,
+                libc::XDP_STATISTICS,
+                &mut st as *mut _ as *mut libc::c_void,
+                &mut len,
+            )
+        };
+        if rc != 0 {
+            return (0, 0);
+        }
+        (
+            st.rx_dropped + st.rx_ring_full + st.rx_invalid_descs,
+            st.tx_invalid_descs,
+        )
+    }
+
     fn chunk(&self, addr: u64, len: u32) -> Option<&[u8]> {
         let end = addr.checked_add(u64::from(len))?;
         if end > self.umem.len() as u64 {
