@@ -109,7 +109,11 @@ pub enum BpfError {
         source: io::Error,
     },
     /// Attaching the program to the device failed.
-    #[error("bpf: attaching XDP program to ifindex {ifindex} in {} mode failed", mode.name())]
+    #[error(
+        "bpf: attaching XDP program to ifindex {ifindex} in {} mode failed{}",
+        mode.name(),
+        link_hint(source)
+    )]
     LinkCreate {
         /// Device.
         ifindex: u32,
@@ -121,6 +125,18 @@ pub enum BpfError {
         #[source]
         source: io::Error,
     },
+}
+
+/// What a BPF_LINK_CREATE errno usually means for XDP, for the message.
+fn link_hint(e: &io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(libc::ERANGE) => " (MTU too large for single-buffer XDP)",
+        Some(libc::ENOSPC) => " (the veth peer has more tx queues than this device has rx queues)",
+        Some(libc::EBUSY) | Some(libc::EEXIST) => " (another XDP program is attached)",
+        Some(libc::EOPNOTSUPP) => " (the driver has no native XDP)",
+        Some(libc::EPERM) => " (needs CAP_NET_ADMIN and CAP_BPF)",
+        _ => "",
+    }
 }
 
 /// One eBPF instruction, `struct bpf_insn`: opcode, dst/src registers in
@@ -471,6 +487,17 @@ mod tests {
         assert_eq!(std::mem::size_of::<MapElemAttr>(), 32);
         assert_eq!(std::mem::size_of::<LinkCreateAttr>(), 16);
         assert_eq!(std::mem::size_of::<MapCreateAttr>(), 44);
+    }
+
+    #[test]
+    fn link_errors_explain_the_usual_causes() {
+        let e = BpfError::LinkCreate {
+            ifindex: 7,
+            mode: XdpMode::Native,
+            source: io::Error::from_raw_os_error(libc::ENOSPC),
+        };
+        let msg = e.to_string();
+        assert!(msg.contains("ifindex 7") && msg.contains("native") && msg.contains("tx queues"));
     }
 
     #[test]

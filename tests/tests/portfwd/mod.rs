@@ -199,7 +199,12 @@ impl Forwarder {
                 .flat_map(|p| (0..p.rx_queues()).filter_map(|q| p.rx_fd(q)))
                 .collect();
             let mut idle = 0u32;
-            while !stop2.load(Ordering::Relaxed) && Instant::now() < deadline {
+            let mut rounds = 0u32;
+            while !stop2.load(Ordering::Relaxed) {
+                rounds = rounds.wrapping_add(1);
+                if rounds % 1024 == 0 && Instant::now() >= deadline {
+                    break;
+                }
                 let mut moved = 0;
                 for (src, dst) in [(&a, &b), (&b, &a)] {
                     for q in 0..src.rx_queues() {
