@@ -69,9 +69,53 @@ impl AfPacketConfig {
     }
 }
 
+impl AfPacketConfig {
+    /// Builds a config from `add-port NAME type=afpacket dev=IFACE`.
+    pub fn from_options<'a>(
+        name: &str,
+        options: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, AfPacketError> {
+        let mut dev = None;
+        for (key, value) in options {
+            match key {
+                "type" => {}
+                "dev" => dev = Some(value.to_string()),
+                _ => {
+                    return Err(AfPacketError::BadOption {
+                        port: name.to_string(),
+                        key: key.to_string(),
+                        value: value.to_string(),
+                    })
+                }
+            }
+        }
+        let dev = dev
+            .filter(|d| !d.is_empty())
+            .ok_or(AfPacketError::BadOption {
+                port: name.to_string(),
+                key: "dev".into(),
+                value: String::new(),
+            })?;
+        Ok(AfPacketConfig {
+            name: name.to_string(),
+            dev,
+        })
+    }
+}
+
 /// Errors of AF_PACKET port setup.
 #[derive(Debug, thiserror::Error)]
 pub enum AfPacketError {
+    /// An option was unknown or had a bad value.
+    #[error("port \"{port}\": bad option {key}={value:?} (dev=IFACE)")]
+    BadOption {
+        /// Port name.
+        port: String,
+        /// Option key.
+        key: String,
+        /// Its value.
+        value: String,
+    },
     /// The device does not exist.
     #[error("port \"{port}\": device \"{dev}\" not found")]
     NoDevice {
@@ -619,5 +663,31 @@ impl Port for AfPacketPort {
             self.counters.rx_dropped(u64::from(st.tp_drops));
         }
         self.counters.snapshot()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_need_a_device_and_nothing_unknown() {
+        let c =
+            AfPacketConfig::from_options("p1", [("type", "afpacket"), ("dev", "eth1")]).unwrap();
+        assert_eq!((c.name.as_str(), c.dev.as_str()), ("p1", "eth1"));
+        let e = AfPacketConfig::from_options("p2", [("type", "afpacket")]).unwrap_err();
+        assert!(e.to_string().contains("p2") && e.to_string().contains("dev"));
+        assert!(AfPacketConfig::from_options("p3", [("dev", "x"), ("mtu", "9000")]).is_err());
+    }
+
+    #[test]
+    fn ring_geometry_takes_whole_gso_frames() {
+        // A 64 KiB GSO frame plus its vnet header fits one tx slot and
+        // one rx block; blocks are at least 64 KiB and page multiples.
+        let max = crate::packet::MAX_FRAME;
+        assert!(TX_FRAME_SIZE as usize >= TX_DATA_OFFSET + VNET_HDR_LEN + max);
+        assert!(RX_BLOCK_SIZE as usize >= 64 * 1024 + 48 + 128 + max);
+        assert_eq!(RX_BLOCK_SIZE % 4096, 0);
+        assert_eq!(TX_FRAME_SIZE % 4096, 0);
     }
 }

@@ -88,9 +88,57 @@ impl AfXdpConfig {
     }
 }
 
+impl AfXdpConfig {
+    /// Builds a config from `add-port NAME type=afxdp key=value...` options:
+    /// `dev=IFACE` (required), `mode=auto|native|generic`, `queues=N`,
+    /// `fix-offloads=true|false`.
+    pub fn from_options<'a>(
+        name: &str,
+        options: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, AfXdpError> {
+        let mut cfg = AfXdpConfig::new("");
+        cfg.name = name.to_string();
+        let bad = |key: &str, value: &str| AfXdpError::BadOption {
+            port: name.to_string(),
+            key: key.to_string(),
+            value: value.to_string(),
+        };
+        for (key, value) in options {
+            match key {
+                "type" => {}
+                "dev" => cfg.dev = value.to_string(),
+                "mode" => cfg.mode = AttachMode::parse(value).ok_or_else(|| bad(key, value))?,
+                "queues" => {
+                    cfg.queues = value
+                        .parse()
+                        .ok()
+                        .filter(|q| (1..=64).contains(q))
+                        .ok_or_else(|| bad(key, value))?
+                }
+                "fix-offloads" => cfg.fix_offloads = value.parse().map_err(|_| bad(key, value))?,
+                _ => return Err(bad(key, value)),
+            }
+        }
+        if cfg.dev.is_empty() {
+            return Err(bad("dev", ""));
+        }
+        Ok(cfg)
+    }
+}
+
 /// Errors of AF_XDP port setup.
 #[derive(Debug, thiserror::Error)]
 pub enum AfXdpError {
+    /// An option was unknown or had a bad value.
+    #[error("port \"{port}\": bad option {key}={value:?} (dev=IFACE, mode=auto|native|generic, queues=1..64, fix-offloads=true|false)")]
+    BadOption {
+        /// Port name.
+        port: String,
+        /// Option key.
+        key: String,
+        /// Its value.
+        value: String,
+    },
     /// The device does not exist.
     #[error("port \"{port}\": device \"{dev}\" not found")]
     NoDevice {
@@ -445,5 +493,43 @@ impl Port for AfXdpPort {
             s.tx_errors += tx;
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_build_a_config() {
+        let c = AfXdpConfig::from_options(
+            "p1",
+            [
+                ("type", "afxdp"),
+                ("dev", "veth0"),
+                ("mode", "generic"),
+                ("queues", "4"),
+            ],
+        )
+        .unwrap();
+        assert_eq!((c.name.as_str(), c.dev.as_str()), ("p1", "veth0"));
+        assert_eq!(
+            (c.mode, c.queues, c.fix_offloads),
+            (AttachMode::Generic, 4, true)
+        );
+    }
+
+    #[test]
+    fn bad_options_name_the_port_and_the_option() {
+        for opts in [
+            vec![("dev", "v0"), ("mode", "turbo")],
+            vec![("dev", "v0"), ("queues", "0")],
+            vec![("dev", "v0"), ("colour", "red")],
+            vec![("mode", "auto")],
+        ] {
+            let e = AfXdpConfig::from_options("p9", opts).unwrap_err();
+            assert!(matches!(e, AfXdpError::BadOption { .. }));
+            assert!(e.to_string().contains("p9"), "{e}");
+        }
     }
 }
