@@ -6,7 +6,7 @@
 mod portfwd;
 
 use datapath::port::afpacket::{AfPacketConfig, AfPacketError, AfPacketPort};
-use datapath::port::{DownReason, LinkState, Port};
+use datapath::port::Port;
 use portfwd::*;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -83,24 +83,7 @@ fn afpacket_port_goes_down_when_its_device_disappears() {
     }
     let _serial = serial();
     let t = Topology::new(1500);
-    let p = open(t.port1());
-    assert_eq!(p.link(), LinkState::Up);
-    tests::ip(&["link", "set", t.port1(), "down"]);
-    assert_eq!(p.link(), LinkState::Down(DownReason::Admin));
-    tests::ip(&["link", "set", t.port1(), "up"]);
-    tests::ip(&["link", "del", t.port1()]);
-    assert_eq!(p.link(), LinkState::Down(DownReason::DeviceGone));
-    assert!(
-        poll_until_gone(p.as_ref(), 5000),
-        "rx reports the device gone"
-    );
-    let mut pool = datapath::packet::PacketPool::new(4, 1, 1);
-    let mut b = datapath::packet::Batch::new();
-    let mut pkt = pool.alloc(60).unwrap();
-    pkt.copy_from(&[0u8; 60]);
-    b.push(pkt).unwrap();
-    assert!(p.tx_burst(0, &mut b, &mut pool).is_err());
-    assert!(b.is_empty());
+    check_device_disappearing(&t, open(t.port1()), open(t.port2()));
 }
 
 #[test]

@@ -7,7 +7,7 @@
 mod portfwd;
 
 use datapath::port::afxdp::{AfXdpConfig, AfXdpError, AfXdpPort, AttachMode};
-use datapath::port::{DownReason, LinkState, Port};
+use datapath::port::Port;
 use portfwd::*;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -156,24 +156,7 @@ fn afxdp_port_goes_down_when_its_device_disappears() {
     }
     let _serial = serial();
     let t = Topology::new(1500);
-    let p = open(t.port1());
-    assert_eq!(p.link(), LinkState::Up);
-    tests::ip(&["link", "set", t.port1(), "down"]);
-    assert_eq!(p.link(), LinkState::Down(DownReason::Admin));
-    tests::ip(&["link", "set", t.port1(), "up"]);
-    tests::ip(&["link", "del", t.port1()]);
-    assert_eq!(p.link(), LinkState::Down(DownReason::DeviceGone));
-    assert!(
-        poll_until_gone(p.as_ref(), 5000),
-        "rx reports the device gone"
-    );
-    let mut pool = datapath::packet::PacketPool::new(4, 1, 1);
-    let mut b = datapath::packet::Batch::new();
-    let mut pkt = pool.alloc(60).unwrap();
-    pkt.copy_from(&[0u8; 60]);
-    b.push(pkt).unwrap();
-    assert!(p.tx_burst(0, &mut b, &mut pool).is_err());
-    assert!(b.is_empty());
+    check_device_disappearing(&t, open(t.port1()), open(t.port2()));
 }
 
 #[test]
@@ -385,4 +368,26 @@ fn afxdp_counts_kernel_drops_when_not_polled() {
     eprintln!("afxdp: unpolled port after 10000 frames: {s:?}");
     assert!(s.rx_dropped > 0, "kernel drops counted: {s:?}");
     assert_eq!(s.rx_packets, 0);
+}
+
+#[test]
+fn afxdp_native_mode_tries_zero_copy_then_binds_in_copy_mode_on_veth() {
+    if !tests::require_root("afxdp_native_mode_tries_zero_copy_then_binds_in_copy_mode_on_veth") {
+        return;
+    }
+    let _serial = serial();
+    let t = Topology::new(1500);
+    let native = |dev: &str| {
+        let mut cfg = AfXdpConfig::new(dev);
+        cfg.mode = AttachMode::Native;
+        Arc::new(AfXdpPort::open(&cfg).expect("native attach on veth"))
+    };
+    let p1 = native(t.port1());
+    let p2 = native(t.port2());
+    assert_eq!(p1.xdp_mode().name(), "native");
+    // veth has no zero-copy: the EOPNOTSUPP of XDP_ZEROCOPY falls back.
+    assert_eq!(p1.bind_mode(), datapath::port::afxdp::BindMode::Copy);
+    let _fwd = Forwarder::start(p1.clone(), p2.clone(), Duration::from_secs(30));
+    assert!(ping(&t.ns1, IP2, None));
+    assert!(ping(&t.ns2, IP6_1, None));
 }

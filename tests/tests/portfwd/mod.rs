@@ -248,6 +248,14 @@ fn note(stats: &FwdStats, e: &PortError) {
     }
 }
 
+impl Forwarder {
+    /// Stops the thread; true when it ended without panicking.
+    pub fn stop(mut self) -> bool {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take().map(|t| t.join().is_ok()).unwrap_or(true)
+    }
+}
+
 impl Drop for Forwarder {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
@@ -447,6 +455,42 @@ pub fn iperf3(t: &Topology, secs: u32) -> Option<f64> {
         .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == 'e' || *c == '+')
         .collect();
     num.parse::<f64>().ok().map(|v| v / 1e9)
+}
+
+/// The fault case: `p1`'s device goes admin-down and up (forwarding
+/// resumes), then is deleted while the forwarder runs. The port must go
+/// down with `DeviceGone`, the other port stay up, and nothing panic.
+pub fn check_device_disappearing(t: &Topology, p1: Arc<dyn Port>, p2: Arc<dyn Port>) {
+    use datapath::port::{DownReason, LinkState};
+    assert_eq!(p1.link(), LinkState::Up);
+    ip(&["link", "set", t.port1(), "down"]);
+    assert_eq!(p1.link(), LinkState::Down(DownReason::Admin));
+    ip(&["link", "set", t.port1(), "up"]);
+    let fwd = Forwarder::start(p1.clone(), p2.clone(), Duration::from_secs(60));
+    assert!(ping(&t.ns1, IP2, None), "forwarding after admin down/up");
+    ip(&["link", "del", t.port1()]);
+    assert_eq!(p1.link(), LinkState::Down(DownReason::DeviceGone));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !fwd.stats.device_gone.load(Ordering::Relaxed) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        fwd.stats.device_gone.load(Ordering::Relaxed),
+        "the forwarder saw DeviceGone from the port"
+    );
+    assert_eq!(p2.link(), LinkState::Up, "the other port is unaffected");
+    assert!(fwd.stop(), "forwarder thread did not panic");
+    assert!(
+        poll_until_gone(p1.as_ref(), 10),
+        "rx keeps reporting the device gone"
+    );
+    let mut pool = PacketPool::new(4, 1, 1);
+    let mut b = Batch::new();
+    let mut pkt = pool.alloc(60).expect("buffer");
+    pkt.copy_from(&[0u8; 60]);
+    b.push(pkt).expect("room");
+    assert!(p1.tx_burst(0, &mut b, &mut pool).is_err());
+    assert!(b.is_empty(), "tx consumed the batch");
 }
 
 /// Runs rx_burst until the port reports its device gone (or `max` polls).
