@@ -7,6 +7,7 @@
 
 pub mod classifier;
 pub mod drop;
+pub mod exec;
 pub mod flow;
 pub mod packet;
 pub mod pipeline;

@@ -57,6 +57,9 @@ pub struct Packet {
     pub tunnel: TunnelMeta,
     /// Tunnel id to use on output to a tunnel port (set by `set_tunnel`).
     pub out_tunnel_id: Option<u32>,
+    /// Remote VTEP (IPv4, host order) for output to a tunnel port, when
+    /// NORMAL learned where the destination lives.
+    pub out_tunnel_dst: Option<u32>,
     class: SizeClass,
 }
 
@@ -81,6 +84,7 @@ impl Packet {
             in_port: 0,
             tunnel: TunnelMeta::default(),
             out_tunnel_id: None,
+            out_tunnel_dst: None,
             class,
         }
     }
@@ -93,6 +97,7 @@ impl Packet {
         self.in_port = 0;
         self.tunnel = TunnelMeta::default();
         self.out_tunnel_id = None;
+        self.out_tunnel_dst = None;
     }
 
     /// The frame bytes.
@@ -165,7 +170,10 @@ impl Packet {
     /// When `len` exceeds the space after the head: a port bug.
     #[inline]
     pub fn set_len(&mut self, len: usize) {
-        assert!(self.head + len <= self.buf.len(), "frame longer than buffer");
+        assert!(
+            self.head + len <= self.buf.len(),
+            "frame longer than buffer"
+        );
         self.len = len;
     }
 
@@ -363,7 +371,9 @@ mod tests {
         p.copy_from(&frame);
         p.offload.flags = OffloadMeta::F_NEEDS_CSUM;
         p.offload.csum_start = 34;
-        p.insert_gap(12, 4).unwrap().copy_from_slice(&[0x81, 0, 0, 10]);
+        p.insert_gap(12, 4)
+            .unwrap()
+            .copy_from_slice(&[0x81, 0, 0, 10]);
         assert_eq!(&p.data()[..12], &frame[..12]);
         assert_eq!(&p.data()[12..16], &[0x81, 0, 0, 10]);
         assert_eq!(&p.data()[16..], &frame[12..]);
