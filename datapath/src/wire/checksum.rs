@@ -191,6 +191,9 @@ mod tests {
         ph.extend_from_slice(&dst);
         ph.extend_from_slice(&70_000u32.to_be_bytes());
         ph.extend_from_slice(&[0, 0, 0, 17]);
-        assert_eq!(finish(pseudo_header_ipv6(&src, &dst, 17, 70_000)), reference(&ph));
+        assert_eq!(
+            finish(pseudo_header_ipv6(&src, &dst, 17, 70_000)),
+            reference(&ph)
+        );
     }
 }

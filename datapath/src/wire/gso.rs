@@ -289,3 +289,338 @@ pub fn segment_into_batch(
         debug_assert!(pushed.is_ok());
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::OffloadMeta;
+    use crate::wire::checksum::{pseudo_header_ipv4, pseudo_header_ipv6};
+    use crate::wire::oracle::assert_checksums_valid;
+    use etherparse::{
+        IpNumber, Ipv4Header, Ipv6Header, Ipv6RawExtHeader, NetSlice, SlicedPacket, TcpHeader,
+        TransportSlice, UdpHeader,
+    };
+
+    const A: [u8; 6] = [2, 0, 0, 0, 0, 1];
+    const B: [u8; 6] = [2, 0, 0, 0, 0, 2];
+
+    fn payload(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i % 251) as u8).collect()
+    }
+
+    fn eth(eth_type: u16, vlan: Option<u16>) -> Vec<u8> {
+        let mut f = B.to_vec();
+        f.extend_from_slice(&A);
+        if let Some(tci) = vlan {
+            f.extend_from_slice(&[0x81, 0x00]);
+            f.extend_from_slice(&tci.to_be_bytes());
+        }
+        f.extend_from_slice(&eth_type.to_be_bytes());
+        f
+    }
+
+    fn tcp_header(seq: u32) -> TcpHeader {
+        let mut t = TcpHeader::new(45678, 5201, seq, 501);
+        t.acknowledgment_number = 77;
+        t.ack = true;
+        t.psh = true;
+        t.fin = true;
+        t.cwr = true;
+        t.ece = true;
+        // NOP, NOP, timestamps: a typical bulk-transfer header (32 bytes).
+        t.set_options_raw(&[1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2])
+            .unwrap();
+        t
+    }
+
+    /// A Linux-style TSO frame: lengths filled, TCP checksum partial.
+    fn tso_v4(data: &[u8], seq: u32, ip_id: u16) -> Vec<u8> {
+        let t = tcp_header(seq);
+        let l4_len = t.header_len() + data.len();
+        let mut ip = Ipv4Header::new(
+            l4_len as u16,
+            64,
+            IpNumber::TCP,
+            [10, 0, 0, 1],
+            [10, 0, 0, 2],
+        )
+        .unwrap();
+        ip.identification = ip_id;
+        ip.dont_fragment = true;
+        ip.header_checksum = ip.calc_header_checksum();
+        let mut f = eth(0x0800, None);
+        f.extend(ip.to_bytes());
+        let l4 = f.len();
+        f.extend(t.to_bytes());
+        f.extend_from_slice(data);
+        let sum = pseudo_header_ipv4(&ip.source, &ip.destination, 6, l4_len as u32);
+        f[l4 + 16..l4 + 18].copy_from_slice(&(sum as u16).to_be_bytes());
+        f
+    }
+
+    fn tso_v6(data: &[u8], seq: u32) -> Vec<u8> {
+        let t = tcp_header(seq);
+        let hbh = Ipv6RawExtHeader::new_raw(IpNumber::TCP, &[0; 6]).unwrap();
+        let payload_len = hbh.header_len() + t.header_len() + data.len();
+        let ip = Ipv6Header {
+            traffic_class: 0,
+            flow_label: Default::default(),
+            payload_length: payload_len as u16,
+            next_header: IpNumber::IPV6_HEADER_HOP_BY_HOP,
+            hop_limit: 64,
+            source: [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            destination: [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+        };
+        let mut f = eth(0x86dd, Some(0x2005));
+        f.extend(ip.to_bytes());
+        f.extend(hbh.to_bytes());
+        let l4 = f.len();
+        f.extend(t.to_bytes());
+        f.extend_from_slice(data);
+        let l4_len = (t.header_len() + data.len()) as u32;
+        let sum = pseudo_header_ipv6(&ip.source, &ip.destination, 6, l4_len);
+        f[l4 + 16..l4 + 18].copy_from_slice(&(sum as u16).to_be_bytes());
+        f
+    }
+
+    /// The GSO frame in a buffer of its own (segments come from the pool
+    /// under test).
+    fn gso_packet(frame: &[u8], gso_type: GsoType, mss: u16) -> Packet {
+        let mut pkt = PacketPool::new(0, 0, 1)
+            .alloc_class(SizeClass::Gso)
+            .unwrap();
+        assert!(pkt.copy_from(frame));
+        pkt.in_port = 4;
+        pkt.out_tunnel_id = Some(42);
+        pkt.offload = OffloadMeta {
+            flags: OffloadMeta::F_NEEDS_CSUM,
+            gso_type,
+            gso_ecn: false,
+            hdr_len: 0,
+            gso_size: mss,
+            csum_start: 0,
+            csum_offset: 16,
+        };
+        pkt
+    }
+
+    /// Checks every segment with etherparse and returns the reassembled
+    /// TCP payload.
+    fn check_tcp_segments(segs: &[Packet], seq0: u32, mss: usize, ip_id0: Option<u16>) -> Vec<u8> {
+        let mut data = Vec::new();
+        let n = segs.len();
+        for (i, seg) in segs.iter().enumerate() {
+            assert_checksums_valid(seg.data());
+            assert_eq!(seg.offload, OffloadMeta::default());
+            assert_eq!((seg.in_port, seg.out_tunnel_id), (4, Some(42)));
+            let s = SlicedPacket::from_ethernet(seg.data()).unwrap();
+            match (&s.net, ip_id0) {
+                (Some(NetSlice::Ipv4(ip)), Some(id0)) => {
+                    let h = ip.header();
+                    assert_eq!(usize::from(h.total_len()), seg.len() - 14);
+                    assert_eq!(h.identification(), id0.wrapping_add(i as u16));
+                    assert!(h.dont_fragment());
+                }
+                (Some(NetSlice::Ipv6(ip)), None) => {
+                    assert_eq!(
+                        usize::from(ip.header().payload_length()),
+                        seg.len() - 18 - 40
+                    );
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+            let Some(TransportSlice::Tcp(t)) = s.transport else {
+                panic!("segment {i} is not TCP");
+            };
+            assert_eq!(
+                t.sequence_number(),
+                seq0.wrapping_add(data.len() as u32),
+                "{i}"
+            );
+            assert_eq!(t.acknowledgment_number(), 77);
+            assert_eq!(t.options(), &[1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2]);
+            let last = i + 1 == n;
+            assert_eq!((t.fin(), t.psh()), (last, last), "segment {i}");
+            assert_eq!(t.cwr(), i == 0, "segment {i}");
+            assert!(t.ack() && t.ece());
+            if last {
+                assert!(!t.payload().is_empty() && t.payload().len() <= mss);
+            } else {
+                assert_eq!(t.payload().len(), mss, "segment {i}");
+            }
+            data.extend_from_slice(t.payload());
+        }
+        data
+    }
+
+    #[test]
+    fn tcp_v4_64k_frame_is_cut_into_valid_contiguous_segments() {
+        let data = payload(65_535 - 20 - 32);
+        let seq0 = 0xffff_f000; // wraps inside the frame
+        let frame = tso_v4(&data, seq0, 0xfffe);
+        assert_eq!(frame.len(), 14 + 65_535);
+        let mut pool = PacketPool::new(64, 0, 1);
+        let mut pkt = gso_packet(&frame, GsoType::TcpV4, 1448);
+        pkt.offload.csum_start = 34;
+        let mut segs = Vec::new();
+        let n = segment(&pkt, &mut pool, |s| segs.push(s)).unwrap();
+        assert_eq!(n, data.len().div_ceil(1448));
+        assert_eq!((n, segs.len(), segment_count(&pkt)), (46, 46, Ok(46)));
+        assert!(segs.iter().all(|s| s.len() <= 14 + 20 + 32 + 1448));
+        let reassembled = check_tcp_segments(&segs, seq0, 1448, Some(0xfffe));
+        assert_eq!(reassembled, data);
+        assert_eq!(pkt.data(), &frame[..], "the GSO frame is left as it was");
+    }
+
+    #[test]
+    fn tcp_v6_frame_with_vlan_and_extension_header_is_segmented() {
+        let data = payload(30_001);
+        let frame = tso_v6(&data, 1);
+        let mut pool = PacketPool::new(64, 0, 1);
+        let pkt = gso_packet(&frame, GsoType::TcpV6, 1400);
+        let mut segs = Vec::new();
+        assert_eq!(segment(&pkt, &mut pool, |s| segs.push(s)), Ok(22));
+        assert!(segs
+            .iter()
+            .all(|s| s.data()[12..16] == [0x81, 0, 0x20, 0x05]));
+        assert_eq!(check_tcp_segments(&segs, 1, 1400, None), data);
+    }
+
+    #[test]
+    fn frame_within_one_mss_becomes_one_segment_keeping_all_flags() {
+        let data = payload(1000);
+        let frame = tso_v4(&data, 5, 9);
+        let mut pool = PacketPool::new(4, 0, 0);
+        let pkt = gso_packet(&frame, GsoType::TcpV4, 1448);
+        let mut segs = Vec::new();
+        assert_eq!(segment(&pkt, &mut pool, |s| segs.push(s)), Ok(1));
+        assert_eq!(check_tcp_segments(&segs, 5, 1448, Some(9)), data);
+    }
+
+    #[test]
+    fn padding_after_the_ip_packet_is_not_sent() {
+        let data = payload(3000);
+        let mut frame = tso_v4(&data, 0, 0);
+        frame.extend_from_slice(&[0xee; 6]);
+        let mut pool = PacketPool::new(8, 0, 0);
+        let pkt = gso_packet(&frame, GsoType::TcpV4, 1448);
+        let mut segs = Vec::new();
+        segment(&pkt, &mut pool, |s| segs.push(s)).unwrap();
+        assert_eq!(check_tcp_segments(&segs, 0, 1448, Some(0)), data);
+    }
+
+    #[test]
+    fn udp_l4_frame_is_cut_into_datagrams() {
+        let data = payload(5000);
+        for v6 in [false, true] {
+            let mut f = Vec::new();
+            let builder = etherparse::PacketBuilder::ethernet2(A, B);
+            let udp = if v6 {
+                builder.ipv6([1; 16], [2; 16], 64).udp(4000, 4001)
+            } else {
+                builder.ipv4([1; 4], [2; 4], 64).udp(4000, 4001)
+            };
+            udp.write(&mut f, &data).unwrap();
+            let mut pool = PacketPool::new(8, 0, 0);
+            let pkt = gso_packet(&f, GsoType::UdpL4, 1472);
+            let mut segs = Vec::new();
+            assert_eq!(segment(&pkt, &mut pool, |s| segs.push(s)), Ok(4));
+            let mut got = Vec::new();
+            for seg in &segs {
+                assert_checksums_valid(seg.data());
+                let s = SlicedPacket::from_ethernet(seg.data()).unwrap();
+                let Some(TransportSlice::Udp(u)) = s.transport else {
+                    panic!("not UDP")
+                };
+                let h: UdpHeader = u.to_header();
+                assert_eq!(usize::from(h.length), 8 + u.payload().len());
+                assert_eq!((h.source_port, h.destination_port), (4000, 4001));
+                got.extend_from_slice(u.payload());
+            }
+            assert_eq!(got, data, "v6 {v6}");
+        }
+    }
+
+    #[test]
+    fn frames_that_are_not_gso_or_do_not_match_their_type_are_refused() {
+        let frame = tso_v4(&payload(3000), 0, 0);
+        let mut pool = PacketPool::new(8, 0, 0);
+        let mut pkt = gso_packet(&frame, GsoType::TcpV6, 1448);
+        let mut emitted = 0;
+        assert!(matches!(
+            segment(&pkt, &mut pool, |_| emitted += 1),
+            Err(GsoError::BadHeaders {
+                reason: "IP version does not match the GSO type",
+                ..
+            })
+        ));
+        pkt.offload.gso_type = GsoType::UdpL4;
+        assert!(matches!(
+            segment_count(&pkt),
+            Err(GsoError::BadHeaders { .. })
+        ));
+        pkt.offload.gso_type = GsoType::TcpV4;
+        pkt.offload.gso_size = 0;
+        assert!(matches!(
+            segment_count(&pkt),
+            Err(GsoError::ZeroSegmentSize { .. })
+        ));
+        pkt.offload.gso_type = GsoType::None;
+        assert_eq!(
+            segment_count(&pkt),
+            Err(GsoError::NotGso { len: frame.len() })
+        );
+        let mut cut = gso_packet(&frame[..40], GsoType::TcpV4, 1448);
+        cut.offload.gso_type = GsoType::TcpV4;
+        assert!(matches!(
+            segment_count(&cut),
+            Err(GsoError::BadHeaders {
+                reason: "bad_ipv4_header",
+                ..
+            })
+        ));
+        assert_eq!(emitted, 0);
+    }
+
+    #[test]
+    fn pool_exhaustion_reports_how_many_segments_went_out() {
+        let frame = tso_v4(&payload(10_000), 0, 0);
+        let pkt = gso_packet(&frame, GsoType::TcpV4, 1448);
+        let mut small = PacketPool::new(3, 0, 0);
+        let mut segs = Vec::new();
+        assert_eq!(
+            segment(&pkt, &mut small, |s| segs.push(s)),
+            Err(GsoError::NoBuffer {
+                emitted: 3,
+                total: 7
+            })
+        );
+        assert_eq!(segs.len(), 3);
+        assert_eq!(small.stats().exhausted, 1);
+    }
+
+    #[test]
+    fn segment_into_batch_refuses_when_the_batch_is_too_small() {
+        let frame = tso_v4(&payload(10_000), 0, 0);
+        let mut pool = PacketPool::new(40, 0, 1);
+        let pkt = gso_packet(&frame, GsoType::TcpV4, 1448);
+        let mut batch = Batch::new();
+        for _ in 0..28 {
+            batch.push(pool.alloc(64).unwrap()).unwrap();
+        }
+        assert_eq!(
+            segment_into_batch(&pkt, &mut pool, &mut batch),
+            Err(GsoError::BatchFull { needed: 7, room: 4 })
+        );
+        assert_eq!(batch.len(), 28);
+        pool.free_all(batch.drain());
+        assert_eq!(segment_into_batch(&pkt, &mut pool, &mut batch), Ok(7));
+        assert_eq!(batch.len(), 7);
+        let segs: Vec<Packet> = batch.drain().collect();
+        assert_eq!(check_tcp_segments_v4_plain(&segs).len(), 10_000);
+    }
+
+    fn check_tcp_segments_v4_plain(segs: &[Packet]) -> Vec<u8> {
+        check_tcp_segments(segs, 0, 1448, Some(0))
+    }
+}

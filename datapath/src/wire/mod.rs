@@ -19,8 +19,8 @@ pub use offload::{
     ChecksumError,
 };
 pub use rewrite::{
-    set_ipv4_dst, set_ipv4_src, set_ipv4_tos, set_ipv4_ttl, set_ipv6_dst, set_ipv6_src,
-    set_tp_dst, set_tp_src, HeaderLayout, L4Checksum, RewriteError,
+    set_ipv4_dst, set_ipv4_src, set_ipv4_tos, set_ipv4_ttl, set_ipv6_dst, set_ipv6_src, set_tp_dst,
+    set_tp_src, HeaderLayout, L4Checksum, RewriteError,
 };
 
 /// Checksum verification through etherparse, the tests' oracle.
@@ -56,7 +56,11 @@ pub(crate) mod oracle {
                     (_, Some((a, b))) => t.calc_checksum_ipv6(a, b).unwrap(),
                     _ => unreachable!(),
                 };
-                assert!(same(t.checksum(), want), "TCP {:#x} != {want:#x}", t.checksum());
+                assert!(
+                    same(t.checksum(), want),
+                    "TCP {:#x} != {want:#x}",
+                    t.checksum()
+                );
             }
             TransportSlice::Udp(u) => {
                 let h = u.to_header();
@@ -69,7 +73,11 @@ pub(crate) mod oracle {
             }
             TransportSlice::Icmpv6(i) => {
                 let (a, b) = v6.expect("ICMPv6 over IPv6");
-                let want = i.header().icmp_type.calc_checksum(a, b, i.payload()).unwrap();
+                let want = i
+                    .header()
+                    .icmp_type
+                    .calc_checksum(a, b, i.payload())
+                    .unwrap();
                 assert!(same(i.checksum(), want), "ICMPv6");
             }
             TransportSlice::Icmpv4(i) => {

@@ -195,3 +195,191 @@ pub fn fill_ipv4_checksum(frame: &mut [u8], l3_ofs: usize) -> Result<(), Checksu
     frame[l3_ofs + 10..l3_ofs + 12].copy_from_slice(&v.to_be_bytes());
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::extract;
+    use crate::packet::{PacketPool, TunnelMeta};
+    use crate::wire::oracle::assert_checksums_valid;
+    use crate::wire::rewrite::L4Checksum;
+    use etherparse::PacketBuilder;
+
+    const A: [u8; 6] = [2, 0, 0, 0, 0, 1];
+    const B: [u8; 6] = [2, 0, 0, 0, 0, 2];
+
+    fn layout(frame: &[u8]) -> HeaderLayout {
+        let x = extract(frame, 1, &TunnelMeta::default()).unwrap();
+        HeaderLayout::new(&x, &OffloadMeta::default())
+    }
+
+    /// What Linux hands over with CHECKSUM_PARTIAL: the field holds the
+    /// folded pseudo-header sum.
+    fn make_partial(frame: &mut [u8], l: &HeaderLayout, csum_offset: usize) {
+        let l4_len = (frame.len() - l.l4_ofs) as u32;
+        let l3 = l.l3_ofs;
+        let sum = if frame[l3] >> 4 == 4 {
+            pseudo_header_ipv4(&frame[l3 + 12..], &frame[l3 + 16..], l.ip_proto, l4_len)
+        } else {
+            pseudo_header_ipv6(&frame[l3 + 8..], &frame[l3 + 24..], l.ip_proto, l4_len)
+        };
+        let at = l.l4_ofs + csum_offset;
+        frame[at..at + 2].copy_from_slice(&(sum as u16).to_be_bytes());
+    }
+
+    fn tcp4(payload: &[u8]) -> Vec<u8> {
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2(A, B)
+            .single_vlan(etherparse::VlanId::try_new(10).unwrap())
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .tcp(1, 2, 3, 4)
+            .ack(1)
+            .write(&mut f, payload)
+            .unwrap();
+        f
+    }
+
+    fn udp6(payload: &[u8]) -> Vec<u8> {
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2(A, B)
+            .ipv6([0xfe; 16], [0xfd; 16], 1)
+            .udp(1000, 2000)
+            .write(&mut f, payload)
+            .unwrap();
+        f
+    }
+
+    #[test]
+    fn partial_checksums_are_completed_to_the_real_ones() {
+        for (mut f, csum_offset) in [(tcp4(b"odd-sized data"), 16), (udp6(b"0123456789"), 6)] {
+            let l = layout(&f);
+            let want = f.clone();
+            make_partial(&mut f, &l, csum_offset);
+            assert_ne!(f, want);
+            complete_partial_checksum(&mut f, l.l4_ofs, csum_offset).unwrap();
+            assert_eq!(f, want);
+            assert_checksums_valid(&f);
+        }
+    }
+
+    #[test]
+    fn packet_with_needs_csum_is_finished_and_flag_cleared() {
+        let mut pool = PacketPool::new(2, 0, 0);
+        let mut pkt = pool.alloc(128).unwrap();
+        let mut f = tcp4(&[0x55; 33]);
+        let l = layout(&f);
+        make_partial(&mut f, &l, 16);
+        pkt.copy_from(&f);
+        pkt.offload.flags = OffloadMeta::F_NEEDS_CSUM | OffloadMeta::F_DATA_VALID;
+        pkt.offload.csum_start = l.l4_ofs as u16;
+        pkt.offload.csum_offset = 16;
+        assert_eq!(finish_packet_checksum(&mut pkt), Ok(true));
+        assert!(!pkt.offload.needs_csum());
+        assert_eq!(pkt.offload.flags, OffloadMeta::F_DATA_VALID);
+        assert_checksums_valid(pkt.data());
+        let done = pkt.data().to_vec();
+        assert_eq!(finish_packet_checksum(&mut pkt), Ok(false));
+        assert_eq!(pkt.data(), &done[..]);
+    }
+
+    #[test]
+    fn checksum_field_outside_the_frame_is_refused() {
+        let mut f = udp6(b"x");
+        let orig = f.clone();
+        let len = f.len();
+        assert_eq!(
+            complete_partial_checksum(&mut f, len - 4, 3),
+            Err(ChecksumError::FieldOutsideFrame {
+                len,
+                start: len - 4,
+                offset: 3
+            })
+        );
+        assert_eq!(f, orig);
+    }
+
+    #[test]
+    fn fill_l4_checksum_ignores_garbage_and_ethernet_padding() {
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2(A, B)
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .udp(7, 7)
+            .write(&mut f, b"hi")
+            .unwrap();
+        let want = f.clone();
+        f[40] = 0xde;
+        f[41] = 0xad;
+        f.resize(60, 0xee); // padding that must not be summed
+        let mut l = layout(&f);
+        l.l4_checksum = L4Checksum::Partial; // the state does not matter
+        fill_l4_checksum(&mut f, &l).unwrap();
+        assert_eq!(&f[..want.len()], &want[..]);
+    }
+
+    #[test]
+    fn fill_l4_checksum_handles_tcp_udp_and_icmpv6() {
+        let mut icmp = Vec::new();
+        PacketBuilder::ethernet2(A, B)
+            .ipv6([1; 16], [2; 16], 64)
+            .icmpv6_echo_reply(3, 4)
+            .write(&mut icmp, b"pong")
+            .unwrap();
+        for (mut f, at) in [(tcp4(b"abc"), 16usize), (udp6(b"abcd"), 6), (icmp, 2)] {
+            let l = layout(&f);
+            f[l.l4_ofs + at] ^= 0x5a;
+            fill_l4_checksum(&mut f, &l).unwrap();
+            assert_checksums_valid(&f);
+        }
+    }
+
+    #[test]
+    fn fill_l4_checksum_refuses_what_it_cannot_fill() {
+        let mut f = tcp4(b"abc");
+        let l = layout(&f);
+        let mut no_l4 = l;
+        no_l4.l4_ofs = 0;
+        assert_eq!(
+            fill_l4_checksum(&mut f, &no_l4),
+            Err(ChecksumError::Unsupported {
+                proto: 6,
+                l4_ofs: 0
+            })
+        );
+        let mut icmp_in_v4 = l;
+        icmp_in_v4.ip_proto = 58;
+        assert!(matches!(
+            fill_l4_checksum(&mut f, &icmp_in_v4),
+            Err(ChecksumError::Unsupported { proto: 58, .. })
+        ));
+        let mut not_ip = l;
+        not_ip.l3_ofs = 0;
+        assert_eq!(
+            fill_l4_checksum(&mut f, &not_ip),
+            Err(ChecksumError::NotIp { l3_ofs: 0 })
+        );
+        let mut short = f[..f.len() - 1].to_vec();
+        assert!(matches!(
+            fill_l4_checksum(&mut short, &l),
+            Err(ChecksumError::BadIpLength { .. })
+        ));
+        let mut cut = f[..30].to_vec();
+        assert!(matches!(
+            fill_l4_checksum(&mut cut, &l),
+            Err(ChecksumError::Truncated { header: "IPv4", .. })
+        ));
+    }
+
+    #[test]
+    fn ipv4_header_checksum_is_recomputed() {
+        let mut f = tcp4(b"");
+        let want = f.clone();
+        f[18 + 10] = 0;
+        f[18 + 11] = 0;
+        fill_ipv4_checksum(&mut f, 18).unwrap();
+        assert_eq!(f, want);
+        assert_eq!(
+            fill_ipv4_checksum(&mut f, 0),
+            Err(ChecksumError::NotIp { l3_ofs: 0 })
+        );
+    }
+}

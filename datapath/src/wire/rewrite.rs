@@ -348,7 +348,10 @@ fn port_field(frame: &[u8], layout: &HeaderLayout, dst: bool) -> Result<PortFiel
         IPPROTO_SCTP => return Err(RewriteError::SctpChecksum),
         proto => return Err(RewriteError::NoPorts { proto }),
     };
-    let end = field.csum.map_or(field.word + 2, |c| c + 2).max(field.word + 2);
+    let end = field
+        .csum
+        .map_or(field.word + 2, |c| c + 2)
+        .max(field.word + 2);
     need(frame, "L4", end)?;
     Ok(field)
 }
@@ -397,8 +400,8 @@ mod tests {
     use crate::flow::extract;
     use crate::packet::TunnelMeta;
     use crate::wire::checksum::{fold, pseudo_header_ipv4};
-    use crate::wire::oracle::assert_checksums_valid;
     use crate::wire::offload::complete_partial_checksum;
+    use crate::wire::oracle::assert_checksums_valid;
     use etherparse::PacketBuilder;
 
     const A: [u8; 6] = [2, 0, 0, 0, 0, 1];
@@ -431,7 +434,7 @@ mod tests {
         let mut f = Vec::new();
         PacketBuilder::ethernet2(A, B)
             .ipv4([192, 168, 0, 1], [192, 168, 0, 2], 64)
-            .udp(5000, 53, )
+            .udp(5000, 53)
             .write(&mut f, b"query")
             .unwrap();
         f
@@ -614,7 +617,10 @@ mod tests {
         );
         let mut sctp = l;
         sctp.ip_proto = 132;
-        assert_eq!(set_tp_src(&mut f, &sctp, 1), Err(RewriteError::SctpChecksum));
+        assert_eq!(
+            set_tp_src(&mut f, &sctp, 1),
+            Err(RewriteError::SctpChecksum)
+        );
         assert_eq!(f, orig);
         assert_eq!(&short[..], &orig[..60]);
         let msg = RewriteError::NoPorts { proto: 47 }.to_string();
