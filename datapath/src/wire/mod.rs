@@ -1,5 +1,6 @@
 //! Wire-format helpers that edit frames in place: Internet checksums
-//! (RFC 1071, RFC 1624), set-field rewrites that keep checksums right,
+//! (RFC 1071, RFC 1624) and SCTP's CRC32c (RFC 9260 Appendix A), set-field
+//! rewrites that keep checksums right,
 //! completion of partial (offloaded) checksums, and software segmentation
 //! of GSO frames.
 //!
@@ -12,6 +13,7 @@ pub mod checksum;
 mod gso;
 mod offload;
 mod rewrite;
+mod sctp;
 
 pub use gso::{segment, segment_count, segment_into_batch, GsoError};
 pub use offload::{

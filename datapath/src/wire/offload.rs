@@ -16,11 +16,13 @@
 
 use super::checksum::{add_bytes, finish, pseudo_header_ipv4, pseudo_header_ipv6};
 use super::rewrite::HeaderLayout;
+use super::sctp::{correct_checksum, SCTP_CHECKSUM_OFS, SCTP_COMMON_LEN};
 use crate::packet::{OffloadMeta, Packet};
 
 const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
 const IPPROTO_ICMPV6: u8 = 58;
+const IPPROTO_SCTP: u8 = 132;
 const IPV4_MIN_LEN: usize = 20;
 const IPV6_LEN: usize = 40;
 
@@ -66,7 +68,7 @@ pub enum ChecksumError {
         /// Offset of the L4 header.
         l4_ofs: usize,
     },
-    /// No L4 header, or one without a pseudo-header checksum.
+    /// No L4 header, or one without a checksum this module knows.
     #[error("frame: IP protocol {proto} at offset {l4_ofs} has no checksum to fill")]
     Unsupported {
         /// IP protocol.
@@ -122,9 +124,9 @@ pub fn finish_packet_checksum(pkt: &mut Packet) -> Result<bool, ChecksumError> {
     Ok(true)
 }
 
-/// Computes the TCP, UDP or ICMPv6 checksum of an IPv4/IPv6 frame from
-/// scratch, ignoring whatever the field held. The L4 length comes from the
-/// IP header, so Ethernet padding is not summed.
+/// Computes the TCP, UDP, ICMPv6 or SCTP (CRC32c) checksum of an
+/// IPv4/IPv6 frame from scratch, ignoring whatever the field held. The L4
+/// length comes from the IP header, so Ethernet padding is not summed.
 pub fn fill_l4_checksum(frame: &mut [u8], layout: &HeaderLayout) -> Result<(), ChecksumError> {
     let (l3, l4, proto) = (layout.l3_ofs, layout.l4_ofs, layout.ip_proto);
     let len = frame.len();
@@ -144,17 +146,29 @@ pub fn fill_l4_checksum(frame: &mut [u8], layout: &HeaderLayout) -> Result<(), C
         IPPROTO_TCP => 16,
         IPPROTO_UDP => 6,
         IPPROTO_ICMPV6 if version == 6 => 2,
+        IPPROTO_SCTP => SCTP_CHECKSUM_OFS,
         _ => 0,
     };
     if l4 == 0 || csum_ofs == 0 {
         return Err(ChecksumError::Unsupported { proto, l4_ofs: l4 });
     }
-    if ip_end > len || ip_end < l4 + csum_ofs + 2 {
+    let field_len = if proto == IPPROTO_SCTP {
+        SCTP_COMMON_LEN - csum_ofs
+    } else {
+        2
+    };
+    if ip_end > len || ip_end < l4 + csum_ofs + field_len {
         return Err(ChecksumError::BadIpLength {
             len,
             ip_end,
             l4_ofs: l4,
         });
+    }
+    if proto == IPPROTO_SCTP {
+        let sctp = &mut frame[l4..ip_end];
+        let crc = correct_checksum(sctp);
+        sctp[csum_ofs..csum_ofs + 4].copy_from_slice(&crc.to_field());
+        return Ok(());
     }
     let l4_len = (ip_end - l4) as u32;
     let pseudo = if version == 4 {
@@ -330,6 +344,31 @@ mod tests {
             fill_l4_checksum(&mut f, &l).unwrap();
             assert_checksums_valid(&f);
         }
+    }
+
+    #[test]
+    fn fill_l4_checksum_computes_sctp_crc32c() {
+        // INIT chunk over IPv6; the checksum field starts as garbage.
+        let mut sctp = vec![0x0b, 0x59, 0x0b, 0x5a, 0, 0, 0, 0, 9, 9, 9, 9];
+        sctp.extend_from_slice(&[
+            1, 0, 0, 20, 0, 0, 0, 7, 0, 1, 0, 0, 0, 10, 0, 10, 0, 0, 0, 1,
+        ]);
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2(A, B)
+            .ipv6([1; 16], [2; 16], 64)
+            .udp(0, 0)
+            .write(&mut f, &[])
+            .unwrap();
+        f.truncate(54);
+        f[18..20].copy_from_slice(&(sctp.len() as u16).to_be_bytes());
+        f[20] = 132;
+        f.extend_from_slice(&sctp);
+        let l = layout(&f);
+        assert_eq!((l.ip_proto, l.l4_ofs), (132, 54));
+        fill_l4_checksum(&mut f, &l).unwrap();
+        sctp[8..12].fill(0);
+        let want = crate::wire::sctp::crc32c(&sctp).to_le_bytes();
+        assert_eq!(&f[62..66], &want);
     }
 
     #[test]

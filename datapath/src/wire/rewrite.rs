@@ -8,9 +8,14 @@
 //! field: an address change updates that sum, a port change leaves it
 //! alone (whoever completes the checksum will cover the new port).
 //! A UDP-over-IPv4 checksum of 0 means "none" and stays 0 (RFC 768); an
-//! updated UDP checksum that comes out 0 is sent as 0xffff.
+//! updated UDP checksum that comes out 0 is sent as 0xffff. SCTP ports are
+//! covered by CRC32c, which cannot be updated incrementally: the CRC is
+//! recomputed over the SCTP packet before and after the change and the
+//! difference XORed into the field (CRC32c is affine), so a packet that
+//! arrived with a bad checksum still has a bad one, as in Open vSwitch.
 
 use super::checksum::{update, update_partial, update_u16};
+use super::sctp::{correct_checksum, SctpChecksum, SCTP_CHECKSUM_OFS, SCTP_COMMON_LEN};
 use crate::flow::Extracted;
 use crate::packet::OffloadMeta;
 
@@ -107,9 +112,6 @@ pub enum RewriteError {
         /// The IP protocol.
         proto: u8,
     },
-    /// SCTP is covered by CRC32c, not the Internet checksum.
-    #[error("frame: SCTP port rewrite needs a CRC32c recompute (not supported)")]
-    SctpChecksum,
 }
 
 #[inline]
@@ -132,6 +134,32 @@ fn read16(frame: &[u8], at: usize) -> u16 {
 #[inline]
 fn write16(frame: &mut [u8], at: usize, v: u16) {
     frame[at..at + 2].copy_from_slice(&v.to_be_bytes());
+}
+
+/// End of the IP packet at `l3` per its length field (IPv6 payload length
+/// 0, a jumbogram, extends to the frame end).
+fn ip_end(frame: &[u8], l3: usize) -> Result<usize, RewriteError> {
+    let end = match frame.get(l3).map(|b| b >> 4) {
+        Some(4) => {
+            need(frame, "IPv4", l3 + IPV4_MIN_LEN)?;
+            l3 + usize::from(read16(frame, l3 + 2))
+        }
+        Some(6) => {
+            need(frame, "IPv6", l3 + IPV6_LEN)?;
+            match read16(frame, l3 + 4) {
+                0 => frame.len(),
+                payload => l3 + IPV6_LEN + usize::from(payload),
+            }
+        }
+        _ => {
+            return Err(RewriteError::WrongIpVersion {
+                version: 4,
+                l3_ofs: l3,
+            })
+        }
+    };
+    need(frame, "IP payload", end)?;
+    Ok(end)
 }
 
 fn ipv4_header(frame: &[u8], l3: usize) -> Result<(), RewriteError> {
@@ -314,6 +342,8 @@ struct PortField {
     byte: Option<usize>,
     /// UDP's "no checksum" zero must stay zero.
     udp: bool,
+    /// SCTP's CRC32c must be recomputed over `l4..sctp_end`.
+    sctp_end: Option<usize>,
 }
 
 fn port_field(frame: &[u8], layout: &HeaderLayout, dst: bool) -> Result<PortField, RewriteError> {
@@ -332,6 +362,7 @@ fn port_field(frame: &[u8], layout: &HeaderLayout, dst: bool) -> Result<PortFiel
                 csum: complete.then_some(l4 + csum_ofs),
                 byte: None,
                 udp,
+                sctp_end: None,
             }
         }
         IPPROTO_ICMP | IPPROTO_ICMPV6 if (layout.ip_proto == IPPROTO_ICMPV6) == is_ipv6 => {
@@ -343,9 +374,21 @@ fn port_field(frame: &[u8], layout: &HeaderLayout, dst: bool) -> Result<PortFiel
                 csum: covered.then_some(l4 + 2),
                 byte: Some(usize::from(dst)),
                 udp: false,
+                sctp_end: None,
             }
         }
-        IPPROTO_SCTP => return Err(RewriteError::SctpChecksum),
+        IPPROTO_SCTP => {
+            let end = ip_end(frame, layout.l3_ofs)?;
+            need(&frame[..end], "SCTP", l4 + SCTP_COMMON_LEN)?;
+            PortField {
+                word: l4 + usize::from(dst) * 2,
+                csum: None,
+                byte: None,
+                udp: false,
+                // A pending CRC offload computes the CRC later.
+                sctp_end: complete.then_some(end),
+            }
+        }
         proto => return Err(RewriteError::NoPorts { proto }),
     };
     let end = field
@@ -363,6 +406,18 @@ fn set_port(
     value: u16,
 ) -> Result<(), RewriteError> {
     let f = port_field(frame, layout, dst)?;
+    if let Some(end) = f.sctp_end {
+        let sctp = &mut frame[layout.l4_ofs..end];
+        let before = correct_checksum(sctp);
+        write16(sctp, f.word - layout.l4_ofs, value);
+        let after = correct_checksum(sctp);
+        let field = SCTP_CHECKSUM_OFS..SCTP_CHECKSUM_OFS + 4;
+        let mut held = [0u8; 4];
+        held.copy_from_slice(&sctp[field.clone()]);
+        let kept = SctpChecksum::from_field(held).0 ^ before.0 ^ after.0;
+        sctp[field].copy_from_slice(&SctpChecksum(kept).to_field());
+        return Ok(());
+    }
     let old = read16(frame, f.word);
     match f.byte {
         Some(b) => frame[f.word + b] = value as u8,
@@ -382,14 +437,14 @@ fn set_port(
     Ok(())
 }
 
-/// Sets the TCP/UDP source port (or the ICMP/ICMPv6 type, low 8 bits of
-/// `value`), updating the L4 checksum.
+/// Sets the TCP/UDP/SCTP source port (or the ICMP/ICMPv6 type, low 8 bits
+/// of `value`), updating the L4 checksum.
 pub fn set_tp_src(frame: &mut [u8], layout: &HeaderLayout, value: u16) -> Result<(), RewriteError> {
     set_port(frame, layout, false, value)
 }
 
-/// Sets the TCP/UDP destination port (or the ICMP/ICMPv6 code, low 8 bits
-/// of `value`), updating the L4 checksum.
+/// Sets the TCP/UDP/SCTP destination port (or the ICMP/ICMPv6 code, low 8
+/// bits of `value`), updating the L4 checksum.
 pub fn set_tp_dst(frame: &mut [u8], layout: &HeaderLayout, value: u16) -> Result<(), RewriteError> {
     set_port(frame, layout, true, value)
 }
@@ -617,13 +672,81 @@ mod tests {
         );
         let mut sctp = l;
         sctp.ip_proto = 132;
-        assert_eq!(
+        sctp.l4_ofs = f.len() - 8;
+        assert!(matches!(
             set_tp_src(&mut f, &sctp, 1),
-            Err(RewriteError::SctpChecksum)
-        );
+            Err(RewriteError::Truncated { header: "SCTP", .. })
+        ));
         assert_eq!(f, orig);
         assert_eq!(&short[..], &orig[..60]);
         let msg = RewriteError::NoPorts { proto: 47 }.to_string();
         assert!(msg.contains("47"), "{msg}");
+    }
+}
+
+#[cfg(test)]
+mod sctp_tests {
+    use super::*;
+    use crate::flow::extract;
+    use crate::packet::TunnelMeta;
+    use crate::wire::sctp::crc32c;
+
+    /// An SCTP DATA chunk over IPv4, with a correct (or corrupted) CRC.
+    fn sctp4(corrupt: bool) -> Vec<u8> {
+        let mut sctp = vec![
+            0x0b, 0x59, 0x0b, 0x5a, 0xde, 0xad, 0xbe, 0xef, 0, 0, 0, 0, // common header
+            0x00, 0x03, 0x00, 0x14, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0x2f, // DATA
+            b'h', b'i', b'!', b'!',
+        ];
+        let mut crc = crc32c(&sctp);
+        if corrupt {
+            crc ^= 0x0100_0000;
+        }
+        sctp[8..12].copy_from_slice(&SctpChecksum(crc).to_field());
+        let mut ip = vec![
+            0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, 132, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+        ];
+        let total = (ip.len() + sctp.len()) as u16;
+        ip[2..4].copy_from_slice(&total.to_be_bytes());
+        let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
+        f.extend(ip);
+        f.extend(sctp);
+        f.extend_from_slice(&[0; 6]); // Ethernet padding is not part of SCTP
+        f
+    }
+
+    fn layout(f: &[u8]) -> HeaderLayout {
+        let x = extract(f, 1, &TunnelMeta::default()).unwrap();
+        HeaderLayout::new(&x, &OffloadMeta::default())
+    }
+
+    fn crc_ok(f: &[u8]) -> bool {
+        let mut sctp = f[34..f.len() - 6].to_vec();
+        let held = SctpChecksum::from_field([sctp[8], sctp[9], sctp[10], sctp[11]]);
+        sctp[8..12].fill(0);
+        held == SctpChecksum(crc32c(&sctp))
+    }
+
+    #[test]
+    fn sctp_port_rewrite_recomputes_crc32c() {
+        let mut f = sctp4(false);
+        assert!(crc_ok(&f));
+        let l = layout(&f);
+        set_tp_src(&mut f, &l, 36412).unwrap();
+        set_tp_dst(&mut f, &l, 38412).unwrap();
+        assert_eq!(&f[34..38], &[0x8e, 0x3c, 0x96, 0x0c]);
+        assert!(crc_ok(&f));
+        assert_eq!(&f[f.len() - 6..], &[0; 6]);
+    }
+
+    #[test]
+    fn sctp_port_rewrite_keeps_a_bad_crc_bad() {
+        let mut f = sctp4(true);
+        assert!(!crc_ok(&f));
+        let l = layout(&f);
+        set_tp_dst(&mut f, &l, 1).unwrap();
+        assert!(!crc_ok(&f));
+        set_tp_dst(&mut f, &l, 2906).unwrap();
+        assert_eq!(f, sctp4(true));
     }
 }
