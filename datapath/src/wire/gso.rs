@@ -13,7 +13,10 @@
 //!
 //! Header offsets are found again with [`crate::flow::extract`] rather than
 //! taken from the ingress parse, because actions (VLAN push, encapsulation)
-//! may have moved them; once per 64 KiB frame that costs nothing.
+//! may have moved them; once per 64 KiB frame that costs nothing. The
+//! virtio `hdr_len` is only a hint (virtio spec 1.1 §5.1.6.2) and is not
+//! used; neither is `csum_start`, since every segment gets a full checksum.
+//! Ethernet padding after the IP packet is not copied into any segment.
 
 use super::offload::{fill_ipv4_checksum, fill_l4_checksum, ChecksumError};
 use super::rewrite::{HeaderLayout, L4Checksum};

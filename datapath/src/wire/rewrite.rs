@@ -56,6 +56,10 @@ impl L4Checksum {
 }
 
 /// Where a frame's headers are: what the rewrite and checksum helpers need.
+///
+/// Offsets count from the first byte of the frame, so they go stale when
+/// bytes in front of a header are inserted or removed (VLAN push/pop,
+/// encapsulation): shift them, or parse again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HeaderLayout {
     /// Offset of the IP header.
