@@ -519,7 +519,9 @@ fn build(spec: &Spec) -> (Vec<u8>, FlowKey, usize, usize, Option<Anomaly>) {
                 if *mf {
                     want.set(Field::NwFrag, u128::from(FRAG_ANY));
                 }
-                l4_ofs = f.len();
+                if !matches!(l4, L4::Opaque { .. }) {
+                    l4_ofs = f.len();
+                }
                 l4_fields(l4, &mut want);
             }
             f.extend(body);
@@ -585,7 +587,9 @@ fn build(spec: &Spec) -> (Vec<u8>, FlowKey, usize, usize, Option<Anomaly>) {
                 None => {
                     want.set(Field::NwProto, u128::from(proto));
                     want.set(Field::NwFrag, u128::from(frag));
-                    l4_ofs = f.len() + ext_len;
+                    if !matches!(l4, L4::Opaque { .. }) {
+                        l4_ofs = f.len() + ext_len;
+                    }
                     l4_fields(l4, &mut want);
                 }
             }

@@ -37,10 +37,11 @@
 //!   the fragment header, for IPv6; uniform semantics are more useful).
 //!   An IPv6 "atomic fragment" (offset 0, M clear) is not a fragment.
 //! - IPv6 payload length 0 (a jumbogram, RFC 2675) extends to the frame end.
-//! - `l4_ofs` is the offset of the upper-layer header whenever the IP
-//!   header chain was complete and the packet is not a later fragment,
-//!   also for protocols without L4 fields (GRE, ESP, ...). It is 0 when a
-//!   known L4 header (TCP, UDP, SCTP, ICMP) is cut short or invalid.
+//! - `l4_ofs` is the offset of the L4 header exactly when its fields are
+//!   in the key: a complete TCP, UDP, SCTP, ICMP (over IPv4) or ICMPv6
+//!   (over IPv6) header in a packet that is not a later fragment. It is 0
+//!   for other protocols (GRE, ESP, ...), so actions that rewrite ports
+//!   can rely on `l4_ofs != 0` meaning "the ports are there".
 
 use super::key::{mac_to_u64, Field, FlowKey, PortNo, FRAG_ANY, FRAG_LATER, VLAN_PRESENT};
 use crate::drop::DropReason;
@@ -265,7 +266,8 @@ pub fn extract(
         match upper {
             Ok(None) => {}
             Ok(Some(up)) => match transport(&up, eth_type == ETH_TYPE_IPV6, &mut key) {
-                Ok(()) => l4_ofs = l3_ofs + up.ofs,
+                Ok(true) => l4_ofs = l3_ofs + up.ofs,
+                Ok(false) => {}
                 Err(a) => anomaly = Some(a),
             },
             Err(a) => anomaly = Some(a),
@@ -417,9 +419,10 @@ fn ipv6<'a>(l3: &'a [u8], key: &mut FlowKey) -> Result<Option<Upper<'a>>, Anomal
     }
 }
 
-/// L4 ports/flags or ICMP type/code. `up.bytes` ends where the IP packet
-/// ends, so padding is never read as a header.
-fn transport(up: &Upper<'_>, is_ipv6: bool, key: &mut FlowKey) -> Result<(), Anomaly> {
+/// L4 ports/flags or ICMP type/code; true when the protocol has such
+/// fields. `up.bytes` ends where the IP packet ends, so padding is never
+/// read as a header.
+fn transport(up: &Upper<'_>, is_ipv6: bool, key: &mut FlowKey) -> Result<bool, Anomaly> {
     let b = up.bytes;
     match up.proto {
         IPPROTO_TCP => {
@@ -456,9 +459,9 @@ fn transport(up: &Upper<'_>, is_ipv6: bool, key: &mut FlowKey) -> Result<(), Ano
             key.set(Field::TpSrc, u128::from(b[0]));
             key.set(Field::TpDst, u128::from(b[1]));
         }
-        _ => {}
+        _ => return Ok(false),
     }
-    Ok(())
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -740,13 +743,13 @@ mod tests {
     }
 
     #[test]
-    fn unknown_l4_protocol_has_an_offset_but_no_ports() {
+    fn unknown_l4_protocol_has_neither_ports_nor_l4_offset() {
         let gre = hex("0000 6558");
         let frame = ipv4_frame(&ipv4_header(47, gre.len()), &gre);
         let x = parse(&frame);
         assert_eq!(
             (x.key.get(Field::NwProto), x.l4_ofs, x.anomaly),
-            (47, 34, None)
+            (47, 0, None)
         );
         assert_eq!(x.key.get(Field::TpSrc), 0);
     }
@@ -756,7 +759,7 @@ mod tests {
         let icmp = hex("8000 0000 00000000");
         let frame = ipv4_frame(&ipv4_header(58, icmp.len()), &icmp);
         let x = parse(&frame);
-        assert_eq!((x.key.get(Field::TpSrc), x.anomaly), (0, None));
+        assert_eq!((x.key.get(Field::TpSrc), x.l4_ofs, x.anomaly), (0, 0, None));
     }
 
     #[test]

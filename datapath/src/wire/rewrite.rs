@@ -64,7 +64,8 @@ impl L4Checksum {
 pub struct HeaderLayout {
     /// Offset of the IP header.
     pub l3_ofs: usize,
-    /// Offset of the L4 header; 0 when there is none (later fragment).
+    /// Offset of the L4 header; 0 when there is none (later fragment, or a
+    /// protocol whose fields the flow key does not carry).
     pub l4_ofs: usize,
     /// Upper-layer protocol (after IPv6 extension headers).
     pub ip_proto: u8,
