@@ -639,6 +639,13 @@ fn exercise_wire_helpers(frame: &[u8]) {
         let _ = wire::fill_ipv4_checksum(&mut f, layout.l3_ofs);
         let _ = wire::complete_partial_checksum(&mut f, layout.l4_ofs, 16);
         assert_eq!(f.len(), frame.len());
+        let mut pkt = PacketPool::new(1, 0, 0)
+            .alloc_class(SizeClass::Standard)
+            .unwrap();
+        if pkt.copy_from(frame) {
+            let _ = wire::make_partial_checksum(&mut pkt, &layout);
+            let _ = wire::finish_packet_checksum(&mut pkt);
+        }
     }
 }
 

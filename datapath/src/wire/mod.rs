@@ -18,7 +18,7 @@ mod sctp;
 pub use gso::{segment, segment_count, segment_into_batch, GsoError};
 pub use offload::{
     complete_partial_checksum, fill_ipv4_checksum, fill_l4_checksum, finish_packet_checksum,
-    ChecksumError,
+    make_partial_checksum, ChecksumError,
 };
 pub use rewrite::{
     set_ipv4_dst, set_ipv4_src, set_ipv4_tos, set_ipv4_ttl, set_ipv6_dst, set_ipv6_src, set_tp_dst,

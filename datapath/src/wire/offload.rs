@@ -9,7 +9,9 @@
 //! - an AF_XDP frame from a namespace with tx checksum offload on: the
 //!   field holds the same partial sum but no metadata says so, so the
 //!   checksum is computed from scratch from the IP header
-//!   ([`fill_l4_checksum`], RFC 9293 §3.1 / RFC 768 / RFC 8200 §8.1).
+//!   ([`fill_l4_checksum`], RFC 9293 §3.1 / RFC 768 / RFC 8200 §8.1), or,
+//!   when the frame leaves through a port with checksum offload, turned
+//!   back into a partial one in O(headers) ([`make_partial_checksum`]).
 //!
 //! As Linux's `skb_checksum_help` does, a result of 0 is stored as 0xffff
 //! (equivalent for TCP, required for UDP where 0 means "no checksum").
@@ -124,10 +126,19 @@ pub fn finish_packet_checksum(pkt: &mut Packet) -> Result<bool, ChecksumError> {
     Ok(true)
 }
 
-/// Computes the TCP, UDP, ICMPv6 or SCTP (CRC32c) checksum of an
-/// IPv4/IPv6 frame from scratch, ignoring whatever the field held. The L4
-/// length comes from the IP header, so Ethernet padding is not summed.
-pub fn fill_l4_checksum(frame: &mut [u8], layout: &HeaderLayout) -> Result<(), ChecksumError> {
+/// Where an L4 checksum lives and what covers it.
+struct L4Span {
+    /// End of the IP packet per its length field.
+    ip_end: usize,
+    /// Checksum field offset from the L4 header.
+    csum_ofs: usize,
+    /// Folded pseudo-header sum (0 for SCTP, which has none).
+    pseudo: u32,
+}
+
+/// Validates the IP and L4 headers of `layout` and finds the span its L4
+/// checksum covers.
+fn l4_span(frame: &[u8], layout: &HeaderLayout) -> Result<L4Span, ChecksumError> {
     let (l3, l4, proto) = (layout.l3_ofs, layout.l4_ofs, layout.ip_proto);
     let len = frame.len();
     let truncated = |header, need| ChecksumError::Truncated { header, need, len };
@@ -164,22 +175,69 @@ pub fn fill_l4_checksum(frame: &mut [u8], layout: &HeaderLayout) -> Result<(), C
             l4_ofs: l4,
         });
     }
-    if proto == IPPROTO_SCTP {
-        let sctp = &mut frame[l4..ip_end];
+    let l4_len = (ip_end - l4) as u32;
+    let pseudo = match (proto, version) {
+        (IPPROTO_SCTP, _) => 0,
+        (_, 4) => pseudo_header_ipv4(&frame[l3 + 12..], &frame[l3 + 16..], proto, l4_len),
+        _ => pseudo_header_ipv6(&frame[l3 + 8..], &frame[l3 + 24..], proto, l4_len),
+    };
+    Ok(L4Span {
+        ip_end,
+        csum_ofs,
+        pseudo,
+    })
+}
+
+/// Computes the TCP, UDP, ICMPv6 or SCTP (CRC32c) checksum of an
+/// IPv4/IPv6 frame from scratch, ignoring whatever the field held. The L4
+/// length comes from the IP header, so Ethernet padding is not summed.
+pub fn fill_l4_checksum(frame: &mut [u8], layout: &HeaderLayout) -> Result<(), ChecksumError> {
+    let span = l4_span(frame, layout)?;
+    let l4 = layout.l4_ofs;
+    if layout.ip_proto == IPPROTO_SCTP {
+        let sctp = &mut frame[l4..span.ip_end];
         let crc = correct_checksum(sctp);
-        sctp[csum_ofs..csum_ofs + 4].copy_from_slice(&crc.to_field());
+        sctp[span.csum_ofs..span.csum_ofs + 4].copy_from_slice(&crc.to_field());
         return Ok(());
     }
-    let l4_len = (ip_end - l4) as u32;
-    let pseudo = if version == 4 {
-        pseudo_header_ipv4(&frame[l3 + 12..], &frame[l3 + 16..], proto, l4_len)
-    } else {
-        pseudo_header_ipv6(&frame[l3 + 8..], &frame[l3 + 24..], proto, l4_len)
-    };
-    let field = l4 + csum_ofs;
+    let field = l4 + span.csum_ofs;
     frame[field..field + 2].fill(0);
-    let v = finish(add_bytes(pseudo, &frame[l4..ip_end]));
+    let v = finish(add_bytes(span.pseudo, &frame[l4..span.ip_end]));
     store_nonzero(frame, field, v);
+    Ok(())
+}
+
+/// Turns the TCP or UDP checksum of a packet, whatever it held, into a
+/// partial one: the field gets the pseudo-header sum and the offload
+/// metadata says `NEEDS_CSUM` with `csum_start`/`csum_offset` set, as a
+/// Linux sender leaves it. A port with checksum offload (a TAP with
+/// vnet_hdr) then hands the frame on without anyone summing the payload;
+/// this is how an AF_XDP frame of unknown checksum state reaches a TAP
+/// cheaply. Costs O(headers), not O(payload).
+pub fn make_partial_checksum(pkt: &mut Packet, layout: &HeaderLayout) -> Result<(), ChecksumError> {
+    if !matches!(layout.ip_proto, IPPROTO_TCP | IPPROTO_UDP) {
+        return Err(ChecksumError::Unsupported {
+            proto: layout.ip_proto,
+            l4_ofs: layout.l4_ofs,
+        });
+    }
+    let span = l4_span(pkt.data(), layout)?;
+    let field = layout.l4_ofs + span.csum_ofs;
+    // csum_start/csum_offset are u16 in virtio_net_hdr; a frame from a
+    // pool buffer is shorter than 64 KiB + headers, and L4 starts early.
+    let (Ok(start), Ok(offset)) = (u16::try_from(layout.l4_ofs), u16::try_from(span.csum_ofs))
+    else {
+        return Err(ChecksumError::BadIpLength {
+            len: pkt.len(),
+            ip_end: span.ip_end,
+            l4_ofs: layout.l4_ofs,
+        });
+    };
+    let frame = pkt.data_mut();
+    frame[field..field + 2].copy_from_slice(&(span.pseudo as u16).to_be_bytes());
+    pkt.offload.flags |= OffloadMeta::F_NEEDS_CSUM;
+    pkt.offload.csum_start = start;
+    pkt.offload.csum_offset = offset;
     Ok(())
 }
 
@@ -310,6 +368,40 @@ mod tests {
             })
         );
         assert_eq!(f, orig);
+    }
+
+    #[test]
+    fn make_partial_checksum_then_completion_gives_the_real_checksum() {
+        let mut pool = PacketPool::new(4, 0, 0);
+        for (frame, csum_ofs) in [(tcp4(b"partial payload"), 16u16), (udp6(b"datagram"), 6)] {
+            let mut pkt = pool.alloc(frame.len()).unwrap();
+            pkt.copy_from(&frame);
+            let l = layout(&frame);
+            // Whatever the field held before (here: garbage) is replaced.
+            let at = l.l4_ofs + usize::from(csum_ofs);
+            pkt.data_mut()[at] ^= 0x77;
+            make_partial_checksum(&mut pkt, &l).unwrap();
+            assert!(pkt.offload.needs_csum());
+            assert_eq!(pkt.offload.csum_start as usize, l.l4_ofs);
+            assert_eq!(pkt.offload.csum_offset, csum_ofs);
+            assert_eq!(finish_packet_checksum(&mut pkt), Ok(true));
+            assert_eq!(pkt.data(), &frame[..]);
+            pool.free(pkt);
+        }
+        let mut pkt = pool.alloc(64).unwrap();
+        let mut icmp = Vec::new();
+        PacketBuilder::ethernet2(A, B)
+            .ipv6([1; 16], [2; 16], 64)
+            .icmpv6_echo_reply(3, 4)
+            .write(&mut icmp, b"")
+            .unwrap();
+        pkt.copy_from(&icmp);
+        let l = layout(&icmp);
+        assert!(matches!(
+            make_partial_checksum(&mut pkt, &l),
+            Err(ChecksumError::Unsupported { proto: 58, .. })
+        ));
+        assert!(!pkt.offload.needs_csum());
     }
 
     #[test]
