@@ -136,7 +136,7 @@ pub fn format_actions(actions: &[Action], ports: &dyn PortNames) -> String {
 /// Parses a bare action list (no `actions=` prefix), as in a bucket or a
 /// `mod-flows` command.
 pub fn parse_actions(text: &str, ports: &dyn PortNames) -> Result<Vec<Action>, FlowSyntaxError> {
-    let src = lex::Source { text };
+    let src = lex::Source::new(text);
     let tokens = lex::tokenize(&src, 0)?;
     actions::parse_actions(&src, &tokens, ports, actions::ActionPlace::Free)
 }

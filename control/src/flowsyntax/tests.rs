@@ -1176,3 +1176,17 @@ fn hand_built_matches_still_print_every_bit() {
     x.set(Field::NwTos, 0x10, 0xf0);
     assert_eq!(format_match(&x, &NumericPorts), "ip,nw_tos=0x10/0xf0");
 }
+
+#[test]
+fn long_action_lists_parse_in_one_pass() {
+    let p = ports();
+    let text = format!(
+        "priority=1,actions={}",
+        vec!["output:tap2"; 20_000].join(",")
+    );
+    let r = parse_rule(&text, &p).unwrap();
+    assert_eq!(r.actions.len(), 20_000);
+    assert!(r.actions.iter().all(|a| *a == Action::Output(2)));
+    let bad = format!("{text},bogus");
+    assert_eq!(err(&bad).column(), text.len() + 2);
+}
