@@ -11,5 +11,6 @@ pub mod flow;
 pub mod packet;
 pub mod pipeline;
 pub mod port;
+pub mod sys;
 
 pub use drop::{DropCounters, DropReason};

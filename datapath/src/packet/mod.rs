@@ -165,7 +165,10 @@ impl Packet {
     /// When `len` exceeds the space after the head: a port bug.
     #[inline]
     pub fn set_len(&mut self, len: usize) {
-        assert!(self.head + len <= self.buf.len(), "frame longer than buffer");
+        assert!(
+            self.head + len <= self.buf.len(),
+            "frame longer than buffer"
+        );
         self.len = len;
     }
 
@@ -363,7 +366,9 @@ mod tests {
         p.copy_from(&frame);
         p.offload.flags = OffloadMeta::F_NEEDS_CSUM;
         p.offload.csum_start = 34;
-        p.insert_gap(12, 4).unwrap().copy_from_slice(&[0x81, 0, 0, 10]);
+        p.insert_gap(12, 4)
+            .unwrap()
+            .copy_from_slice(&[0x81, 0, 0, 10]);
         assert_eq!(&p.data()[..12], &frame[..12]);
         assert_eq!(&p.data()[12..16], &[0x81, 0, 0, 10]);
         assert_eq!(&p.data()[16..], &frame[12..]);

@@ -3,6 +3,4 @@
 
 mod rule;
 
-pub use rule::{
-    Action, Bucket, Group, GroupId, GroupType, Match, Rule, TableId, MAX_TABLES,
-};
+pub use rule::{Action, Bucket, Group, GroupId, GroupType, Match, Rule, TableId, MAX_TABLES};
