@@ -450,3 +450,97 @@ fn namespace_deleted_under_a_live_tap_takes_only_that_port_down() {
     );
     drop(ns2);
 }
+
+/// One iperf3 run ns1 → ns2 (`IP2`), both ends on core 0; Gbit/s received.
+fn iperf3_gbps(ns1: &Netns, ns2: &Netns, secs: u32) -> f64 {
+    let server = ns2.spawn("iperf3", &["-s", "-1", "-A", "0", "-B", IP2]);
+    std::thread::sleep(Duration::from_millis(300));
+    let out = ns1.exec_ok(
+        "iperf3",
+        &["-c", IP2, "-t", &secs.to_string(), "-A", "0", "-J"],
+    );
+    drop(server);
+    let at = out
+        .find("\"sum_received\"")
+        .expect("iperf3 JSON has sum_received");
+    let rest = &out[at..];
+    let key = "\"bits_per_second\":";
+    let v = &rest[rest.find(key).expect("bits_per_second") + key.len()..];
+    let end = v.find([',', '\n', '}']).unwrap_or(v.len());
+    v[..end].trim().parse::<f64>().expect("number") / 1e9
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Kernel bridge anchor: ns1 and ns2 on a Linux bridge in a third namespace.
+fn kernel_bridge_gbps(runs: usize, secs: u32) -> Vec<f64> {
+    let br = Netns::new("tapbr");
+    let ns1 = Netns::new("tapa");
+    let ns2 = Netns::new("tapb");
+    br.exec_ok("ip", &["link", "add", "br0", "type", "bridge"]);
+    br.exec_ok("ip", &["link", "set", "br0", "up"]);
+    for (i, ns) in [(1, &ns1), (2, &ns2)] {
+        let v = format!("vb{i}");
+        tests::ip(&[
+            "link",
+            "add",
+            &v,
+            "netns",
+            br.name(),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            ns.name(),
+        ]);
+        br.exec_ok("ip", &["link", "set", &v, "master", "br0", "up"]);
+        ns.exec_ok(
+            "ip",
+            &["addr", "add", &format!("10.99.0.{i}/24"), "dev", "eth0"],
+        );
+        ns.exec_ok("ip", &["link", "set", "eth0", "up"]);
+    }
+    (0..runs).map(|_| iperf3_gbps(&ns1, &ns2, secs)).collect()
+}
+
+/// Throughput report (not a test of a figure): TCP through two TAP ports
+/// and the test forwarder, offloads on and off, against the kernel bridge
+/// in the same run. `cargo test --release -p tests --test port_tap --
+/// --ignored --nocapture tcp_throughput`.
+#[test]
+#[ignore = "benchmark: run with --ignored --nocapture (release build)"]
+fn tcp_throughput_report_tap_vs_kernel_bridge() {
+    if !require_root("tcp_throughput_report_tap_vs_kernel_bridge") || !have_tool("iperf3") {
+        return;
+    }
+    let _g = serial();
+    let (runs, secs) = (3, 5);
+    let bridge = kernel_bridge_gbps(runs, secs);
+    let mut tap = Vec::new();
+    for offloads in [true, false] {
+        let pair = Pair::new(offloads, None, 1);
+        let fwd = pair.forward();
+        let _ = iperf3_gbps(&pair.ns1, &pair.ns2, 1); // warm-up, ARP
+        let v: Vec<f64> = (0..runs)
+            .map(|_| iperf3_gbps(&pair.ns1, &pair.ns2, secs))
+            .collect();
+        let (ab, _) = fwd.stop();
+        eprintln!("tap offloads={offloads}: {v:?} Gbit/s, a->b {ab:?}");
+        assert!(v.iter().all(|g| *g > 0.0));
+        tap.push(median(v));
+    }
+    let b = median(bridge.clone());
+    eprintln!("kernel bridge: {bridge:?} Gbit/s");
+    eprintln!(
+        "median Gbit/s: bridge {b:.2}, tap offloads on {:.2} ({:.2}x), off {:.2} ({:.2}x)",
+        tap[0],
+        tap[0] / b,
+        tap[1],
+        tap[1] / b
+    );
+}
