@@ -210,14 +210,35 @@ fn udp_burst_loss_is_counted_and_every_frame_accounted_for() {
     let bad = num(&recv_out, 3);
     let (ab, _) = fwd.stop();
     let s2 = pair.p2.stats();
+    // Where the rest went: the sender's interface queue (before the
+    // switch), the receiving interface's backlog and socket buffer (after).
+    let stat = |ns: &Netns, f: &str| {
+        let v = ns.exec_ok("cat", &[&format!("/sys/class/net/eth0/statistics/{f}")]);
+        v.trim().parse::<u64>().unwrap_or(0)
+    };
+    let ns1_tx_dropped = stat(&pair.ns1, "tx_dropped");
+    let ns2_rx_dropped = stat(&pair.ns2, "rx_dropped");
+    let udp = udp_snmp(&pair.ns2);
+    let rcvbuf = udp
+        .iter()
+        .find(|(k, _)| k == "RcvbufErrors")
+        .map_or(0, |(_, v)| *v);
+    let lost = sent - received.min(sent);
     eprintln!(
-        "UDP burst: sent {sent}, received {received} ({} lost, {:.2} %), port1 rx {}, port2 tx {} dropped {} errors {}",
-        sent - received.min(sent),
-        (sent - received.min(sent)) as f64 * 100.0 / sent.max(1) as f64,
+        "UDP burst: sent {sent}, received {received} ({lost} lost, {:.2} %); before the switch: \
+         ns1 eth0 tx_dropped {ns1_tx_dropped}; switch: port1 rx {}, port2 tx {} dropped {} \
+         errors {}; after: ns2 eth0 rx_dropped {ns2_rx_dropped}, UDP {udp:?}",
+        lost as f64 * 100.0 / sent.max(1) as f64,
         pair.p1.stats().rx_packets,
         s2.tx_packets,
         s2.tx_dropped,
-        s2.tx_errors
+        s2.tx_errors,
+    );
+    // Every lost datagram is counted somewhere on its way.
+    let accounted = ns1_tx_dropped + s2.tx_dropped + s2.tx_errors + ns2_rx_dropped + rcvbuf;
+    assert!(
+        accounted >= lost,
+        "{lost} lost but only {accounted} counted"
     );
     assert_eq!(bad, 0, "corrupted datagrams");
     assert!(received > 0 && received <= sent, "{sent_out} / {recv_out}");
@@ -229,6 +250,22 @@ fn udp_burst_loss_is_counted_and_every_frame_accounted_for() {
         "{ab:?} {s2:?}"
     );
     assert!(pair.p1.stats().rx_packets >= received);
+}
+
+/// The UDP error counters of a namespace (`/proc/net/snmp`).
+fn udp_snmp(ns: &Netns) -> Vec<(String, u64)> {
+    let snmp = ns.exec_ok("cat", &["/proc/net/snmp"]);
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    match (udp.next(), udp.next()) {
+        (Some(h), Some(v)) => h
+            .split_whitespace()
+            .zip(v.split_whitespace())
+            .skip(1)
+            .filter(|(k, _)| k.contains("Err"))
+            .map(|(k, v)| (k.to_owned(), v.parse().unwrap_or(0)))
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 #[test]
@@ -543,4 +580,32 @@ fn tcp_throughput_report_tap_vs_kernel_bridge() {
         tap[1],
         tap[1] / b
     );
+}
+
+#[test]
+fn container_setting_its_interface_down_drops_tx_but_keeps_the_port_up() {
+    if !require_root("container_setting_its_interface_down_drops_tx_but_keeps_the_port_up") {
+        return;
+    }
+    let _g = serial();
+    let ns = Netns::new("tapa");
+    let p = TapPort::create(&config(&ns, 1, true, None)).expect("create");
+    ns.exec_ok("ip", &["link", "set", "eth0", "down"]);
+    let mut pool = PacketPool::new(8, 0, 0);
+    let mut batch = Batch::new();
+    let mut pkt = pool.alloc(60).expect("buffer");
+    pkt.copy_from(&[0xff; 60]);
+    batch.push(pkt).expect("room");
+    assert_eq!(
+        p.tx_burst(0, &mut batch, &mut pool).expect("not an error"),
+        0
+    );
+    assert_eq!(p.stats().tx_dropped, 1);
+    assert_eq!(p.tap_stats().tx_link_down, 1);
+    assert_eq!(p.link(), LinkState::Up);
+    ns.exec_ok("ip", &["link", "set", "eth0", "up"]);
+    let mut pkt = pool.alloc(60).expect("buffer");
+    pkt.copy_from(&[0xff; 60]);
+    batch.push(pkt).expect("room");
+    assert_eq!(p.tx_burst(0, &mut batch, &mut pool).expect("sent"), 1);
 }
