@@ -53,12 +53,16 @@ struct Pair {
 
 impl Pair {
     fn new(offloads: bool, mtu: Option<u32>, queues: usize) -> Pair {
+        Pair::build(offloads, mtu, |c| c.queues = queues)
+    }
+
+    fn build(offloads: bool, mtu: Option<u32>, tweak: impl Fn(&mut TapConfig)) -> Pair {
         let ns1 = Netns::new("tapa");
         let ns2 = Netns::new("tapb");
         let mut c1 = config(&ns1, 1, offloads, mtu);
         let mut c2 = config(&ns2, 2, offloads, mtu);
-        c1.queues = queues;
-        c2.queues = queues;
+        tweak(&mut c1);
+        tweak(&mut c2);
         let p1 = Arc::new(TapPort::create(&c1).expect("create port 1"));
         let p2 = Arc::new(TapPort::create(&c2).expect("create port 2"));
         Pair { p1, p2, ns1, ns2 }
@@ -512,8 +516,9 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Kernel bridge anchor: ns1 and ns2 on a Linux bridge in a third namespace.
-fn kernel_bridge_gbps(runs: usize, secs: u32) -> Vec<f64> {
+/// Kernel bridge anchor: ns1 and ns2 on a Linux bridge in a third
+/// namespace; one iperf3 run.
+fn kernel_bridge_gbps(secs: u32) -> f64 {
     let br = Netns::new("tapbr");
     let ns1 = Netns::new("tapa");
     let ns2 = Netns::new("tapb");
@@ -542,13 +547,33 @@ fn kernel_bridge_gbps(runs: usize, secs: u32) -> Vec<f64> {
         );
         ns.exec_ok("ip", &["link", "set", "eth0", "up"]);
     }
-    (0..runs).map(|_| iperf3_gbps(&ns1, &ns2, secs)).collect()
+    let _ = iperf3_gbps(&ns1, &ns2, 1); // warm-up, ARP
+    iperf3_gbps(&ns1, &ns2, secs)
+}
+
+/// One iperf3 run through two TAP ports and the test forwarder.
+fn tap_gbps(offloads: bool, copy_small_frames: bool, secs: u32) -> f64 {
+    let pair = Pair::build(offloads, None, |c| c.copy_small_frames = copy_small_frames);
+    let fwd = pair.forward();
+    let _ = iperf3_gbps(&pair.ns1, &pair.ns2, 1); // warm-up, ARP
+    let g = iperf3_gbps(&pair.ns1, &pair.ns2, secs);
+    let (ab, ba) = fwd.stop();
+    eprintln!(
+        "  tap offloads={offloads} copy_small_frames={copy_small_frames}: {g:.2} Gbit/s, \
+         a->b {} frames ({} GSO), b->a {} frames, port2 {:?}",
+        ab.rx_packets,
+        ab.gso_frames,
+        ba.rx_packets,
+        pair.p2.tap_stats()
+    );
+    g
 }
 
 /// Throughput report (not a test of a figure): TCP through two TAP ports
-/// and the test forwarder, offloads on and off, against the kernel bridge
-/// in the same run. `cargo test --release -p tests --test port_tap --
-/// --ignored --nocapture tcp_throughput`.
+/// and the test forwarder, offloads on (with and without the small-frame
+/// copy) and off, against the kernel bridge, interleaved round by round so
+/// a busy machine hurts all alike. `cargo test --release -p tests --test
+/// port_tap -- --ignored --nocapture tcp_throughput`.
 #[test]
 #[ignore = "benchmark: run with --ignored --nocapture (release build)"]
 fn tcp_throughput_report_tap_vs_kernel_bridge() {
@@ -556,30 +581,28 @@ fn tcp_throughput_report_tap_vs_kernel_bridge() {
         return;
     }
     let _g = serial();
-    let (runs, secs) = (3, 5);
-    let bridge = kernel_bridge_gbps(runs, secs);
-    let mut tap = Vec::new();
-    for offloads in [true, false] {
-        let pair = Pair::new(offloads, None, 1);
-        let fwd = pair.forward();
-        let _ = iperf3_gbps(&pair.ns1, &pair.ns2, 1); // warm-up, ARP
-        let v: Vec<f64> = (0..runs)
-            .map(|_| iperf3_gbps(&pair.ns1, &pair.ns2, secs))
-            .collect();
-        let (ab, _) = fwd.stop();
-        eprintln!("tap offloads={offloads}: {v:?} Gbit/s, a->b {ab:?}");
-        assert!(v.iter().all(|g| *g > 0.0));
-        tap.push(median(v));
+    let rounds: usize = std::env::var("VSW_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let secs = 5;
+    let names = ["bridge", "tap on", "tap on, no small copy", "tap off"];
+    let mut v: [Vec<f64>; 4] = Default::default();
+    for _ in 0..rounds {
+        v[0].push(kernel_bridge_gbps(secs));
+        v[1].push(tap_gbps(true, true, secs));
+        v[2].push(tap_gbps(true, false, secs));
+        v[3].push(tap_gbps(false, true, secs));
     }
-    let b = median(bridge.clone());
-    eprintln!("kernel bridge: {bridge:?} Gbit/s");
-    eprintln!(
-        "median Gbit/s: bridge {b:.2}, tap offloads on {:.2} ({:.2}x), off {:.2} ({:.2}x)",
-        tap[0],
-        tap[0] / b,
-        tap[1],
-        tap[1] / b
-    );
+    let b = median(v[0].clone());
+    for (name, runs) in names.iter().zip(&v) {
+        assert!(runs.iter().all(|g| *g > 0.0));
+        let m = median(runs.clone());
+        eprintln!(
+            "{name:>22}: median {m:6.2} Gbit/s ({:.2}x bridge), runs {runs:.2?}",
+            m / b
+        );
+    }
 }
 
 #[test]
