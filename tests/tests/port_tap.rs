@@ -9,7 +9,7 @@
 //! cores and some tests look at every interface in the root namespace.
 
 use datapath::packet::{Batch, PacketPool};
-use datapath::port::{DownReason, LinkState, Port, TapConfig, TapError, TapPort};
+use datapath::port::{DownReason, LinkState, Port, TapConfig, TapError, TapIo, TapPort};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -178,6 +178,27 @@ fn tcp_100mib_verified_with_offloads_off_has_no_gso_frames() {
         "frame of {} B without offloads",
         ab.max_frame
     );
+}
+
+#[test]
+fn tcp_100mib_verified_through_io_uring_ports_offloads_on_and_off() {
+    if !require_root("tcp_100mib_verified_through_io_uring_ports_offloads_on_and_off") {
+        return;
+    }
+    let _g = serial();
+    for offloads in [true, false] {
+        let pair = Pair::build(offloads, None, |c| c.io = TapIo::IoUring);
+        assert_eq!(pair.p1.io_mode(), TapIo::IoUring, "io_uring not available");
+        let fwd = pair.forward();
+        let gbps = tcp_transfer(&pair, 100 << 20);
+        let (ab, _) = fwd.stop();
+        eprintln!("TCP 100 MiB, io_uring, offloads {offloads}: {gbps:.2} Gbit/s; a->b {ab:?}");
+        // Still io_uring at the end: no fallback happened on the way.
+        assert_eq!(pair.p1.io_mode(), TapIo::IoUring);
+        assert_eq!(pair.p2.io_mode(), TapIo::IoUring);
+        assert_eq!(ab.gso_frames > 0, offloads, "{ab:?}");
+        assert_eq!(pair.p1.stats().rx_errors + pair.p2.stats().tx_errors, 0);
+    }
 }
 
 #[test]
@@ -552,14 +573,17 @@ fn kernel_bridge_gbps(secs: u32) -> f64 {
 }
 
 /// One iperf3 run through two TAP ports and the test forwarder.
-fn tap_gbps(offloads: bool, copy_small_frames: bool, secs: u32) -> f64 {
-    let pair = Pair::build(offloads, None, |c| c.copy_small_frames = copy_small_frames);
+fn tap_gbps(offloads: bool, copy_small_frames: bool, io: TapIo, secs: u32) -> f64 {
+    let pair = Pair::build(offloads, None, |c| {
+        c.copy_small_frames = copy_small_frames;
+        c.io = io;
+    });
     let fwd = pair.forward();
     let _ = iperf3_gbps(&pair.ns1, &pair.ns2, 1); // warm-up, ARP
     let g = iperf3_gbps(&pair.ns1, &pair.ns2, secs);
     let (ab, ba) = fwd.stop();
     eprintln!(
-        "  tap offloads={offloads} copy_small_frames={copy_small_frames}: {g:.2} Gbit/s, \
+        "  tap offloads={offloads} copy_small_frames={copy_small_frames} io={io:?}: {g:.2} Gbit/s, \
          a->b {} frames ({} GSO), b->a {} frames, port2 {:?}",
         ab.rx_packets,
         ab.gso_frames,
@@ -586,13 +610,22 @@ fn tcp_throughput_report_tap_vs_kernel_bridge() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
     let secs = 5;
-    let names = ["bridge", "tap on", "tap on, no small copy", "tap off"];
-    let mut v: [Vec<f64>; 4] = Default::default();
+    let names = [
+        "bridge",
+        "tap on",
+        "tap on, no small copy",
+        "tap on, io_uring",
+        "tap off",
+        "tap off, io_uring",
+    ];
+    let mut v: [Vec<f64>; 6] = Default::default();
     for _ in 0..rounds {
         v[0].push(kernel_bridge_gbps(secs));
-        v[1].push(tap_gbps(true, true, secs));
-        v[2].push(tap_gbps(true, false, secs));
-        v[3].push(tap_gbps(false, true, secs));
+        v[1].push(tap_gbps(true, true, TapIo::Syscalls, secs));
+        v[2].push(tap_gbps(true, false, TapIo::Syscalls, secs));
+        v[3].push(tap_gbps(true, true, TapIo::IoUring, secs));
+        v[4].push(tap_gbps(false, true, TapIo::Syscalls, secs));
+        v[5].push(tap_gbps(false, true, TapIo::IoUring, secs));
     }
     let b = median(v[0].clone());
     for (name, runs) in names.iter().zip(&v) {

@@ -15,7 +15,7 @@ mod tap;
 
 pub use memory::{MemoryPort, MemoryPortHandle};
 pub use stats::{PortCounters, PortStats};
-pub use tap::{vnet, TapConfig, TapError, TapPort, TapStats};
+pub use tap::{vnet, TapConfig, TapError, TapIo, TapPort, TapStats};
 
 use crate::packet::{Batch, PacketPool};
 use std::os::fd::RawFd;

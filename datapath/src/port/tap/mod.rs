@@ -21,10 +21,13 @@
 //! vnet header is read into and written from the packet headroom right in
 //! front of the frame, so there is no copy besides the kernel's.
 
+mod burst;
 mod device;
+mod uring;
 pub mod vnet;
 
 use self::device::{random_mac, tun_flags, TunQueue};
+use self::uring::UringQueue;
 use self::vnet::VNET_HDR_LEN;
 use super::{
     DownReason, LinkState, OffloadCaps, Port, PortCounters, PortError, PortKind, PortStats,
@@ -35,7 +38,7 @@ use crate::sys::netns::{in_named_netns, NetnsError, NetnsHandle};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
 
 /// Most queues a TAP port may have (the kernel's limit is 256; a switch
 /// with a few PMD threads never needs more).
@@ -46,6 +49,17 @@ pub const DEFAULT_CONTAINER_IFNAME: &str = "eth0";
 
 /// Bytes a VLAN tag may add to an MTU-sized frame plus its Ethernet header.
 const L2_OVERHEAD: usize = 14 + 4;
+
+/// How a TAP port moves frames between its queues and the kernel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TapIo {
+    /// One non-blocking `read`/`write` per frame.
+    #[default]
+    Syscalls,
+    /// One io_uring submission per burst (falls back to `Syscalls` when
+    /// the kernel has no io_uring or refuses `RWF_NOWAIT` on TUN).
+    IoUring,
+}
 
 /// Configuration of a TAP port.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,6 +89,8 @@ pub struct TapConfig {
     /// Copy received frames that fit a standard buffer out of the 64 KiB
     /// receive buffer, so big buffers stay available for GSO frames.
     pub copy_small_frames: bool,
+    /// Frame I/O method.
+    pub io: TapIo,
 }
 
 impl TapConfig {
@@ -92,6 +108,7 @@ impl TapConfig {
             offloads: true,
             persist: false,
             copy_small_frames: true,
+            io: TapIo::default(),
         }
     }
 
@@ -360,6 +377,11 @@ pub struct TapPort {
     persist: bool,
     rx_class: SizeClass,
     copy_small_frames: bool,
+    io: TapIo,
+    /// One ring per queue when `io` is `IoUring` and the ring could be made.
+    urings: Vec<Option<UringQueue>>,
+    /// Set when the kernel refused io_uring TUN I/O: plain calls from then.
+    uring_off: AtomicBool,
     link: AtomicU8,
     counters: PortCounters,
     tap: TapCounters,
@@ -512,6 +534,12 @@ impl TapPort {
             // for an MTU above standard.
             SizeClass::for_len(mtu as usize + L2_OVERHEAD).unwrap_or(SizeClass::Gso)
         };
+        let urings = match cfg.io {
+            // A ring that cannot be made (no io_uring, or disabled by
+            // sysctl) leaves that queue on plain system calls.
+            TapIo::IoUring => queues.iter().map(|_| UringQueue::new().ok()).collect(),
+            TapIo::Syscalls => Vec::new(),
+        };
         TapPort {
             name: cfg.name.clone(),
             ifname: cfg.ifname().to_owned(),
@@ -524,6 +552,9 @@ impl TapPort {
             persist: cfg.persist,
             rx_class,
             copy_small_frames: cfg.copy_small_frames,
+            io: cfg.io,
+            urings,
+            uring_off: AtomicBool::new(false),
             link: AtomicU8::new(LINK_UP),
             counters: PortCounters::default(),
             tap: TapCounters::default(),
@@ -567,6 +598,18 @@ impl TapPort {
         self.vnet_hdr
     }
 
+    /// The I/O method actually in use (io_uring may have fallen back).
+    pub fn io_mode(&self) -> TapIo {
+        if self.io == TapIo::IoUring
+            && !self.uring_off.load(Relaxed)
+            && self.urings.iter().any(Option::is_some)
+        {
+            TapIo::IoUring
+        } else {
+            TapIo::Syscalls
+        }
+    }
+
     /// TAP-specific counters.
     pub fn tap_stats(&self) -> TapStats {
         let t = &self.tap;
@@ -599,10 +642,6 @@ impl TapPort {
         PortError::DeviceGone {
             port: self.name.clone(),
         }
-    }
-
-    fn queue(&self, q: usize) -> &TunQueue {
-        &self.queues[q % self.queues.len()]
     }
 }
 
@@ -734,106 +773,7 @@ impl Port for TapPort {
         pool: &mut PacketPool,
         out: &mut Batch,
     ) -> Result<usize, PortError> {
-        if self.is_gone() {
-            return Err(self.gone_error());
-        }
-        let q = self.queue(rxq);
-        let hdr = if self.vnet_hdr { VNET_HDR_LEN } else { 0 };
-        let (mut n, mut bytes) = (0u64, 0u64);
-        let (mut gso, mut partial, mut copied, mut bad, mut trunc) = (0, 0, 0, 0, 0);
-        let mut errors = 0;
-        let mut gone = false;
-        while !out.is_full() {
-            let Some(mut pkt) = pool.alloc_class(self.rx_class) else {
-                self.tap.rx_no_buffer.fetch_add(1, Relaxed);
-                break;
-            };
-            let (buf, head) = pkt.raw_buffer_mut();
-            let start = head - hdr;
-            let len = match q.read(&mut buf[start..]) {
-                Ok(len) => len,
-                Err(e) => {
-                    pool.free(pkt);
-                    match e.raw_os_error() {
-                        Some(libc::EAGAIN) => break,
-                        Some(libc::EINTR) => continue,
-                        // The frame did not fit the buffer; the kernel
-                        // dropped it. Keep reading the next ones.
-                        Some(libc::EFAULT) | Some(libc::EINVAL) => {
-                            trunc += 1;
-                            continue;
-                        }
-                        _ if is_device_gone(&e) => {
-                            gone = true;
-                            break;
-                        }
-                        _ => {
-                            errors += 1;
-                            break;
-                        }
-                    }
-                }
-            };
-            if len < hdr {
-                bad += 1;
-                pool.free(pkt);
-                continue;
-            }
-            if hdr != 0 {
-                match vnet::decode(&buf[start..head]) {
-                    Ok(meta) => pkt.offload = meta,
-                    Err(_) => {
-                        bad += 1;
-                        pool.free(pkt);
-                        continue;
-                    }
-                }
-            }
-            let frame_len = len - hdr;
-            pkt.set_frame(head, frame_len);
-            gso += u64::from(pkt.offload.is_gso());
-            partial += u64::from(pkt.offload.needs_csum());
-            if self.copy_small_frames
-                && pkt.size_class() != SizeClass::Standard
-                && frame_len <= SizeClass::Standard.capacity()
-            {
-                if let Some(mut small) = pool.alloc_class(SizeClass::Standard) {
-                    small.copy_from(pkt.data());
-                    small.offload = pkt.offload;
-                    // The big buffer goes back on top of its free list, so
-                    // the next read lands in the same (cache-warm) buffer.
-                    pool.free(std::mem::replace(&mut pkt, small));
-                    copied += 1;
-                }
-            }
-            n += 1;
-            bytes += frame_len as u64;
-            if let Err(p) = out.push(pkt) {
-                // Unreachable: the loop checks is_full; keep the buffer.
-                pool.free(p);
-                break;
-            }
-        }
-        self.counters.rx(n, bytes);
-        add(&self.tap.rx_gso_frames, gso);
-        add(&self.tap.rx_partial_csum, partial);
-        add(&self.tap.rx_small_copied, copied);
-        add(&self.tap.rx_bad_header, bad);
-        add(&self.tap.rx_truncated, trunc);
-        if bad + trunc != 0 {
-            self.counters.rx_dropped(bad + trunc);
-        }
-        if errors != 0 {
-            self.counters.rx_error(errors);
-        }
-        if gone {
-            self.counters.rx_error(1);
-            self.mark_gone();
-            if n == 0 {
-                return Err(self.gone_error());
-            }
-        }
-        Ok(n as usize)
+        self.receive(rxq, pool, out)
     }
 
     fn tx_burst(
@@ -842,82 +782,11 @@ impl Port for TapPort {
         pkts: &mut Batch,
         pool: &mut PacketPool,
     ) -> Result<usize, PortError> {
-        let q = self.queue(txq);
-        let mut gone = self.is_gone();
-        let (mut sent, mut bytes, mut dropped, mut errors) = (0u64, 0u64, 0u64, 0u64);
-        let (mut gso, mut unsupported, mut link_down) = (0u64, 0u64, 0u64);
-        for mut pkt in pkts.drain() {
-            if gone {
-                dropped += 1;
-                pool.free(pkt);
-                continue;
-            }
-            let len = pkt.len();
-            let meta = pkt.offload;
-            let res = if self.vnet_hdr {
-                match pkt.push_front(VNET_HDR_LEN) {
-                    Some(h) => {
-                        vnet::encode(&meta, h);
-                        let r = q.write(pkt.data());
-                        pkt.pull_front(VNET_HDR_LEN);
-                        r
-                    }
-                    None => {
-                        let mut h = [0u8; VNET_HDR_LEN];
-                        vnet::encode(&meta, &mut h);
-                        q.write2(&h, pkt.data())
-                    }
-                }
-            } else if meta.is_gso() || meta.needs_csum() {
-                unsupported += 1;
-                dropped += 1;
-                pool.free(pkt);
-                continue;
-            } else {
-                q.write(pkt.data())
-            };
-            match res {
-                Ok(_) => {
-                    sent += 1;
-                    bytes += len as u64;
-                    gso += u64::from(meta.is_gso());
-                }
-                Err(e) => match e.raw_os_error() {
-                    Some(libc::EAGAIN) => dropped += 1,
-                    // The container set its interface down.
-                    Some(libc::EIO) => {
-                        link_down += 1;
-                        dropped += 1;
-                    }
-                    _ if is_device_gone(&e) => {
-                        gone = true;
-                        dropped += 1;
-                        errors += 1;
-                        self.mark_gone();
-                    }
-                    _ => errors += 1,
-                },
-            }
-            pool.free(pkt);
-        }
-        self.counters.tx(sent, bytes);
-        if dropped != 0 {
-            self.counters.tx_dropped(dropped);
-        }
-        if errors != 0 {
-            self.counters.tx_error(errors);
-        }
-        add(&self.tap.tx_gso_frames, gso);
-        add(&self.tap.tx_offload_unsupported, unsupported);
-        add(&self.tap.tx_link_down, link_down);
-        if gone {
-            return Err(self.gone_error());
-        }
-        Ok(sent as usize)
+        self.transmit(txq, pkts, pool)
     }
 
     fn rx_fd(&self, rxq: usize) -> Option<RawFd> {
-        Some(self.queue(rxq).raw_fd())
+        Some(self.queues[rxq % self.queues.len()].raw_fd())
     }
 
     fn link(&self) -> LinkState {
