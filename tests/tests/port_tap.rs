@@ -146,8 +146,12 @@ fn tcp_100mib_verified_with_offloads_on_crosses_as_gso_frames() {
     let pair = Pair::new(true, None, 1);
     assert!(pair.p1.offload_caps().tso && pair.p1.offload_caps().partial_csum);
     let fwd = pair.forward();
+    assert_eq!(pair.p1.io_mode(), TapIo::IoUring, "io_uring not available");
     let gbps = tcp_transfer(&pair, 100 << 20);
     let (ab, ba) = fwd.stop();
+    // Still io_uring at the end: no fallback happened on the way.
+    assert_eq!(pair.p1.io_mode(), TapIo::IoUring);
+    assert_eq!(pair.p2.io_mode(), TapIo::IoUring);
     eprintln!(
         "TCP 100 MiB through TAP ports, offloads on: {gbps:.2} Gbit/s; a->b {ab:?}; b->a {ba:?}"
     );
@@ -165,11 +169,16 @@ fn tcp_100mib_verified_with_offloads_off_has_no_gso_frames() {
     }
     let _g = serial();
     let pair = Pair::new(false, None, 1);
+    assert_eq!(pair.p1.io_mode(), TapIo::IoUring, "io_uring not available");
     assert_eq!(pair.p1.offload_caps(), Default::default());
     assert!(!pair.p1.has_vnet_hdr());
     let fwd = pair.forward();
+    assert_eq!(pair.p1.io_mode(), TapIo::IoUring, "io_uring not available");
     let gbps = tcp_transfer(&pair, 100 << 20);
     let (ab, ba) = fwd.stop();
+    // Still io_uring at the end: no fallback happened on the way.
+    assert_eq!(pair.p1.io_mode(), TapIo::IoUring);
+    assert_eq!(pair.p2.io_mode(), TapIo::IoUring);
     eprintln!("TCP 100 MiB through TAP ports, offloads off: {gbps:.2} Gbit/s; a->b {ab:?}");
     assert_eq!(ab.gso_frames + ba.gso_frames, 0);
     assert_eq!(ab.partial_csum_frames + ba.partial_csum_frames, 0);
@@ -181,21 +190,20 @@ fn tcp_100mib_verified_with_offloads_off_has_no_gso_frames() {
 }
 
 #[test]
-fn tcp_100mib_verified_through_io_uring_ports_offloads_on_and_off() {
-    if !require_root("tcp_100mib_verified_through_io_uring_ports_offloads_on_and_off") {
+fn tcp_100mib_verified_through_plain_syscall_ports_offloads_on_and_off() {
+    if !require_root("tcp_100mib_verified_through_plain_syscall_ports_offloads_on_and_off") {
         return;
     }
     let _g = serial();
     for offloads in [true, false] {
-        let pair = Pair::build(offloads, None, |c| c.io = TapIo::IoUring);
-        assert_eq!(pair.p1.io_mode(), TapIo::IoUring, "io_uring not available");
+        let pair = Pair::build(offloads, None, |c| c.io = TapIo::Syscalls);
+        assert_eq!(pair.p1.io_mode(), TapIo::Syscalls);
         let fwd = pair.forward();
         let gbps = tcp_transfer(&pair, 100 << 20);
         let (ab, _) = fwd.stop();
-        eprintln!("TCP 100 MiB, io_uring, offloads {offloads}: {gbps:.2} Gbit/s; a->b {ab:?}");
-        // Still io_uring at the end: no fallback happened on the way.
-        assert_eq!(pair.p1.io_mode(), TapIo::IoUring);
-        assert_eq!(pair.p2.io_mode(), TapIo::IoUring);
+        eprintln!(
+            "TCP 100 MiB, plain syscalls, offloads {offloads}: {gbps:.2} Gbit/s; a->b {ab:?}"
+        );
         assert_eq!(ab.gso_frames > 0, offloads, "{ab:?}");
         assert_eq!(pair.p1.stats().rx_errors + pair.p2.stats().tx_errors, 0);
     }
@@ -635,6 +643,52 @@ fn tcp_throughput_report_tap_vs_kernel_bridge() {
             "{name:>22}: median {m:6.2} Gbit/s ({:.2}x bridge), runs {runs:.2?}",
             m / b
         );
+    }
+}
+
+/// Small-frame rate report (not a test of a figure): 60-byte UDP frames
+/// from ns1 through two TAP ports to ns2, plain system calls against
+/// io_uring, interleaved. The generator is one `send()` per datagram, so
+/// the offered rate is printed too.
+#[test]
+#[ignore = "benchmark: run with --ignored --nocapture (release build)"]
+fn small_frame_rate_report_syscalls_vs_io_uring() {
+    if !require_root("small_frame_rate_report_syscalls_vs_io_uring") || !have_tool("ping") {
+        return;
+    }
+    let _g = serial();
+    let count = 400_000u64;
+    for round in 0..3 {
+        for io in [TapIo::Syscalls, TapIo::IoUring] {
+            let pair = Pair::build(true, None, |c| c.io = io);
+            let fwd = pair.forward();
+            ping(&pair.ns1, &[IP2]);
+            let addr = format!("{IP2}:5401");
+            let rx = pair
+                .ns2
+                .spawn(TRAFCHECK, &["udp-recv", &addr, &count.to_string(), "500"]);
+            std::thread::sleep(Duration::from_millis(200));
+            let out = pair
+                .ns1
+                .exec_ok(TRAFCHECK, &["udp-send", &addr, &count.to_string(), "18"]);
+            let secs: f64 = out
+                .split_whitespace()
+                .nth(2)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(f64::MAX);
+            let received = String::from_utf8_lossy(&rx.wait().stdout).into_owned();
+            let (ab, _) = fwd.stop();
+            eprintln!(
+                "round {round} io={io:?}: offered {:.0} kpps, forwarded {:.0} kpps ({} frames), \
+                 ns2 app {received:?}, ns1 eth0 tx_dropped {}",
+                count as f64 / secs / 1e3,
+                ab.tx_packets as f64 / secs / 1e3,
+                ab.tx_packets,
+                pair.ns1
+                    .exec_ok("cat", &["/sys/class/net/eth0/statistics/tx_dropped"])
+                    .trim()
+            );
+        }
     }
 }
 
