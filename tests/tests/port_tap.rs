@@ -693,6 +693,35 @@ fn small_frame_rate_report_syscalls_vs_io_uring() {
 }
 
 #[test]
+fn namespace_deleted_under_a_reattached_tap_is_caught_by_the_health_check() {
+    if !require_root("namespace_deleted_under_a_reattached_tap_is_caught_by_the_health_check") {
+        return;
+    }
+    let _g = serial();
+    let ns = Netns::new("tapa");
+    let mut c = config(&ns, 1, true, None);
+    c.persist = true;
+    drop(TapPort::create(&c).expect("create"));
+    let p = TapPort::reattach(&c).expect("reattach");
+    assert_eq!(p.check_device(), LinkState::Up);
+    ns.delete();
+    // The queue opened inside the namespace keeps it (and the device)
+    // alive, so the data path sees nothing wrong; only the health check
+    // can tell.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut pool = PacketPool::new(8, 0, 128);
+    let mut batch = Batch::new();
+    assert!(p.rx_burst(0, &mut pool, &mut batch).is_ok());
+    assert_eq!(p.link(), LinkState::Up);
+    assert_eq!(p.check_device(), LinkState::Down(DownReason::DeviceGone));
+    assert_eq!(p.link(), LinkState::Down(DownReason::DeviceGone));
+    assert_eq!(p.tap_stats().device_gone, 1);
+    assert!(p.rx_burst(0, &mut pool, &mut batch).is_err());
+    // del-port still works and frees the orphaned namespace with it.
+    p.destroy().expect("destroy");
+}
+
+#[test]
 fn container_setting_its_interface_down_drops_tx_but_keeps_the_port_up() {
     if !require_root("container_setting_its_interface_down_drops_tx_but_keeps_the_port_up") {
         return;

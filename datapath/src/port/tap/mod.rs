@@ -34,7 +34,7 @@ use super::{
 };
 use crate::packet::{Batch, PacketPool, SizeClass};
 use crate::sys::netlink::{LinkChange, NetlinkError, RtNetlink, IFF_UP};
-use crate::sys::netns::{in_named_netns, NetnsError, NetnsHandle};
+use crate::sys::netns::{in_named_netns, netns_identity, NetnsError, NetnsHandle};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, RawFd};
@@ -376,6 +376,8 @@ pub struct TapPort {
     name: String,
     ifname: String,
     netns: Option<String>,
+    /// Identity of the namespace when the port was set up.
+    netns_id: Option<(u64, u64)>,
     queues: Vec<TunQueue>,
     vnet_hdr: bool,
     caps: OffloadCaps,
@@ -554,6 +556,7 @@ impl TapPort {
             name: cfg.name.clone(),
             ifname: cfg.ifname().to_owned(),
             netns: cfg.netns.clone(),
+            netns_id: cfg.netns.as_deref().and_then(|n| netns_identity(n).ok()),
             queues,
             vnet_hdr: cfg.offloads,
             caps,
@@ -587,6 +590,27 @@ impl TapPort {
         }
         // `self` drops here: the queues close and the kernel unregisters
         // the now non-persistent device.
+    }
+
+    /// Control-path health check (a few system calls; call it from the
+    /// main thread, e.g. once a second, never per packet). Takes the port
+    /// down with a counted reason when its namespace is gone or was
+    /// replaced by another of the same name.
+    ///
+    /// Needed because the data path only notices a deleted namespace when
+    /// the kernel unregisters the device, and a queue re-attached from
+    /// inside a namespace ([`TapPort::reattach`]) keeps that namespace
+    /// alive: the tun file holds the namespace it was opened in.
+    pub fn check_device(&self) -> LinkState {
+        if let (Some(name), Some(id)) = (self.netns.as_deref(), self.netns_id) {
+            match netns_identity(name) {
+                Ok(now) if now == id => {}
+                Ok(_) | Err(NetnsError::Missing { .. }) => self.mark_gone(),
+                // Unreadable for another reason: not proof it is gone.
+                Err(_) => {}
+            }
+        }
+        self.link()
     }
 
     /// The interface name (inside its namespace).
