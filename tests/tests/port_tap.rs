@@ -474,6 +474,20 @@ fn busy_name_and_missing_namespace_are_clear_errors_leaving_nothing_behind() {
     let links = ns.exec_ok("ip", &["-o", "link", "show"]);
     assert_eq!(links.lines().count(), 2, "{links}"); // lo and eth0
 
+    // Re-attaching to an interface that is not a TAP is refused by name.
+    let other = Netns::new("tapb");
+    other.exec_ok(
+        "ip",
+        &[
+            "link", "add", "eth0", "type", "veth", "peer", "name", "eth1",
+        ],
+    );
+    let c = config(&other, 1, true, None);
+    match TapPort::reattach(&c) {
+        Err(e @ TapError::NotATap { .. }) => assert!(e.to_string().contains("not a TAP")),
+        other => panic!("expected NotATap, got {other:?}"),
+    }
+
     let missing = format!("{}x", ns.name());
     let mut c = config(&ns, 3, true, None);
     c.netns = Some(missing.clone());

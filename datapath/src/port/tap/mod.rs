@@ -17,9 +17,14 @@
 //! addresses and routes stay, and [`TapPort::reattach`] picks it up again
 //! by name. [`TapPort::destroy`] removes it for good.
 //!
-//! I/O is a non-blocking `read`/`write` per frame on the queue's fd; the
-//! vnet header is read into and written from the packet headroom right in
-//! front of the frame, so there is no copy besides the kernel's.
+//! I/O ([`TapIo`], see `burst.rs`): by default one io_uring submission per
+//! burst of reads or writes (`uring.rs`), else one non-blocking `read`/
+//! `write` per frame on the queue's fd. Either way the vnet header is read
+//! into and written from the packet headroom right in front of the frame,
+//! so there is no copy besides the kernel's. A device that disappears
+//! (EBADFD/ENODEV) takes the port down with a counted reason;
+//! [`TapPort::check_device`] catches a deleted namespace on the control
+//! path.
 
 mod burst;
 mod device;
@@ -903,6 +908,25 @@ mod tests {
             e.to_string(),
             "port \"p0\": netns \"vsw-surely-missing-ns\" does not exist"
         );
+    }
+
+    #[test]
+    fn permission_errors_say_what_is_missing() {
+        let c = TapConfig::new("tap9");
+        let e = tun_error(&c, "TUNSETIFF", io::Error::from_raw_os_error(libc::EPERM));
+        assert!(matches!(e, TapError::Permission { .. }));
+        assert_eq!(
+            e.to_string(),
+            "port \"tap9\": TUNSETIFF: permission denied (needs CAP_NET_ADMIN)"
+        );
+        let e = tun_error(
+            &c,
+            "TUNSETOFFLOAD",
+            io::Error::from_raw_os_error(libc::EINVAL),
+        );
+        assert_eq!(e.to_string(), "port \"tap9\": TUNSETOFFLOAD failed");
+        let src = std::error::Error::source(&e).map(|s| s.to_string());
+        assert_eq!(src.as_deref(), Some("Invalid argument (os error 22)"));
     }
 
     #[test]
