@@ -363,6 +363,22 @@ fn multi_queue_tap_opens_one_fd_per_queue_and_forwards() {
     ping(&pair.ns1, &[IP2]);
     tcp_transfer(&pair, 16 << 20);
     fwd.stop();
+
+    // A persistent multi-queue TAP re-attaches with all its queues.
+    let ns = Netns::new("tapc");
+    let mut c = config(&ns, 3, true, None);
+    c.queues = 2;
+    c.persist = true;
+    drop(TapPort::create(&c).expect("create persistent multi-queue"));
+    let p = TapPort::reattach(&c).expect("reattach multi-queue");
+    assert_eq!(p.rx_queues(), 2);
+    // A single-queue attach to a multi-queue device is refused.
+    c.queues = 1;
+    match TapPort::reattach(&c) {
+        Err(TapError::NotATap { .. }) => {}
+        other => panic!("expected NotATap, got {other:?}"),
+    }
+    p.destroy().expect("destroy");
 }
 
 #[test]

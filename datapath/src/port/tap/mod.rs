@@ -826,6 +826,8 @@ impl Port for TapPort {
     }
 
     fn rx_fd(&self, rxq: usize) -> Option<RawFd> {
+        // Once the device is gone the fd polls as EPOLLERR for ever: a
+        // sleeping PMD must stop watching it when `link()` turns Down.
         Some(self.queues[rxq % self.queues.len()].raw_fd())
     }
 
