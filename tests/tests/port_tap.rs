@@ -440,14 +440,27 @@ fn persistent_tap_survives_drop_and_reattaches_with_its_addresses() {
 }
 
 #[test]
-fn non_persistent_tap_disappears_when_the_port_is_dropped() {
-    if !require_root("non_persistent_tap_disappears_when_the_port_is_dropped") {
+fn new_tap_is_ready_at_once_and_non_persistent_one_disappears_on_drop() {
+    if !require_root("new_tap_is_ready_at_once_and_non_persistent_one_disappears_on_drop") {
         return;
     }
     let _g = serial();
     let ns = Netns::new("tapa");
+    ns.exec_ok("ip", &["link", "set", "lo", "down"]);
     let p = TapPort::create(&config(&ns, 1, true, None)).expect("create");
     ns.exec_ok("ip", &["link", "show", "eth0"]);
+    // The container gets a ready interface: loopback up too, and the IPv6
+    // address usable at once (no DAD, so never "tentative").
+    let lo = ns.exec_ok("ip", &["-o", "link", "show", "lo"]);
+    assert!(lo.contains(",UP"), "{lo}");
+    let v6 = ns.exec_ok(
+        "ip",
+        &["-6", "-o", "addr", "show", "dev", "eth0", "scope", "global"],
+    );
+    assert!(
+        v6.contains("fd00:99::1/64") && !v6.contains("tentative"),
+        "{v6}"
+    );
     drop(p);
     let deadline = Instant::now() + Duration::from_secs(5);
     while ns.exec("ip", &["link", "show", "eth0"]).status.success() {
