@@ -469,6 +469,26 @@ fn new_tap_is_ready_at_once_and_non_persistent_one_disappears_on_drop() {
     }
 }
 
+#[test]
+fn host_side_tap_without_namespace_is_named_after_the_port() {
+    if !require_root("host_side_tap_without_namespace_is_named_after_the_port") {
+        return;
+    }
+    let _g = serial();
+    let mut c = TapConfig::new(&unique_name("tph"));
+    c.mac = Some([0x02, 0x11, 0x22, 0x33, 0x44, 0x55]);
+    c.mtu = Some(4000);
+    let p = TapPort::create(&c).expect("create");
+    assert_eq!(p.ifname(), c.name);
+    let link = tests::ip(&["-o", "link", "show", &c.name]);
+    assert!(link.contains("02:11:22:33:44:55"), "{link}");
+    assert!(link.contains("mtu 4000") && link.contains(",UP"), "{link}");
+    drop(p);
+    assert!(!tests::run("ip", &["link", "show", &c.name])
+        .status
+        .success());
+}
+
 /// Names of the links in the root namespace.
 fn root_links() -> Vec<String> {
     tests::ip(&["-o", "link", "show"])
