@@ -13,11 +13,13 @@ pub mod afpacket;
 pub mod afxdp;
 mod memory;
 mod stats;
+mod tap;
 
 pub use afpacket::{AfPacketConfig, AfPacketPort};
 pub use afxdp::{AfXdpConfig, AfXdpPort};
 pub use memory::{MemoryPort, MemoryPortHandle};
 pub use stats::{PortCounters, PortStats};
+pub use tap::{vnet, TapConfig, TapError, TapIo, TapPort, TapStats};
 
 use crate::packet::{Batch, PacketPool};
 use std::os::fd::RawFd;

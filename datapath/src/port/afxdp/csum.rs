@@ -10,38 +10,15 @@
 //! yields exactly the full checksum, so a complete checksum that happens to
 //! equal the pseudo-header sum is rewritten to itself.
 //!
-//! Private to the AF_XDP port until the shared `wire` checksum code lands;
-//! the lead can then replace it.
+//! The arithmetic is [`crate::wire::checksum`]'s; this module only adds the
+//! O(headers) detection of a partial field in a frame without metadata.
+
+use crate::wire::checksum::{pseudo_header_ipv4, pseudo_header_ipv6};
+use crate::wire::offload::complete_partial_checksum;
 
 const ETH_HLEN: usize = 14;
 const PROTO_TCP: u8 = 6;
 const PROTO_UDP: u8 = 17;
-
-/// One's-complement sum of `data` as big-endian 16-bit words, unfolded.
-fn sum_words(data: &[u8], mut acc: u64) -> u64 {
-    let mut chunks = data.chunks_exact(8);
-    for c in &mut chunks {
-        let w = u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-        acc += (w >> 32) + (w & 0xffff_ffff);
-    }
-    let rest = chunks.remainder();
-    let mut pairs = rest.chunks_exact(2);
-    for p in &mut pairs {
-        acc += u64::from(u16::from_be_bytes([p[0], p[1]]));
-    }
-    if let [last] = pairs.remainder() {
-        acc += u64::from(*last) << 8;
-    }
-    acc
-}
-
-/// Folds a sum to 16 bits with end-around carry (not complemented).
-fn fold(mut acc: u64) -> u16 {
-    while acc >> 16 != 0 {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    acc as u16
-}
 
 /// Where a frame's L4 checksum lives and what its pseudo-header sums to.
 struct L4 {
@@ -49,7 +26,8 @@ struct L4 {
     end: usize,
     field: usize,
     udp: bool,
-    pseudo: u64,
+    /// Folded pseudo-header sum.
+    pseudo: u16,
 }
 
 fn locate_l4(frame: &[u8]) -> Option<L4> {
@@ -81,9 +59,9 @@ fn locate_l4(frame: &[u8]) -> Option<L4> {
             if end > frame.len() {
                 return None;
             }
-            let l4_len = (total - ihl) as u64;
-            let pseudo = sum_words(&ip[12..20], 0) + u64::from(ip[9]) + l4_len;
-            (ip[9], start, end, pseudo)
+            let l4_len = (total - ihl) as u32;
+            let pseudo = pseudo_header_ipv4(&ip[12..16], &ip[16..20], ip[9], l4_len);
+            (ip[9], start, end, pseudo as u16)
         }
         0x86dd => {
             let ip = frame.get(l3..l3 + 40)?;
@@ -95,8 +73,8 @@ fn locate_l4(frame: &[u8]) -> Option<L4> {
             }
             // Extension headers are left alone: the stack does not offload
             // checksums behind them in practice.
-            let pseudo = sum_words(&ip[8..40], 0) + u64::from(ip[6]) + payload as u64;
-            (ip[6], start, end, pseudo)
+            let pseudo = pseudo_header_ipv6(&ip[8..24], &ip[24..40], ip[6], payload as u32);
+            (ip[6], start, end, pseudo as u16)
         }
         _ => return None,
     };
@@ -114,13 +92,6 @@ fn locate_l4(frame: &[u8]) -> Option<L4> {
     })
 }
 
-fn complete(frame: &mut [u8], start: usize, end: usize, field: usize, udp: bool) {
-    let sum = !fold(sum_words(&frame[start..end], 0));
-    // RFC 768: a computed zero is sent as all ones (zero means "none").
-    let sum = if udp && sum == 0 { 0xffff } else { sum };
-    frame[field..field + 2].copy_from_slice(&sum.to_be_bytes());
-}
-
 /// Finishes the TCP/UDP checksum of an Ethernet frame whose checksum field
 /// holds only the pseudo-header sum. Returns true when it was rewritten.
 /// Frames of other protocols, fragments and malformed frames are untouched.
@@ -136,26 +107,11 @@ pub(crate) fn finish_partial_l4(frame: &mut [u8]) -> bool {
     if l4.udp && field == 0 {
         return false;
     }
-    if field != fold(l4.pseudo) {
+    if field != l4.pseudo {
         return false;
     }
-    complete(frame, l4.start, l4.end, l4.field, l4.udp);
-    true
-}
-
-/// Completes a checksum described by virtio_net_hdr-style offload state:
-/// sum from `csum_start` (from the Ethernet header) to the end, stored at
-/// `csum_start + csum_offset`. False when the offsets lie outside the frame.
-pub(crate) fn finish_at(frame: &mut [u8], csum_start: usize, csum_offset: usize) -> bool {
-    let field = csum_start + csum_offset;
-    if field + 2 > frame.len() {
-        return false;
-    }
-    // A UDP checksum sits 6 bytes in; TCP at 16.
-    let udp = csum_offset == 6;
-    let end = frame.len();
-    complete(frame, csum_start, end, field, udp);
-    true
+    // Sum only up to the IP end: Ethernet padding is not part of it.
+    complete_partial_checksum(&mut frame[..l4.end], l4.start, l4.field - l4.start).is_ok()
 }
 
 #[cfg(test)]
@@ -189,7 +145,7 @@ mod tests {
     /// Linux stack leaves it for CHECKSUM_PARTIAL.
     fn make_partial(frame: &mut [u8]) {
         let l4 = locate_l4(frame).unwrap();
-        let p = fold(l4.pseudo).to_be_bytes();
+        let p = l4.pseudo.to_be_bytes();
         frame[l4.field..l4.field + 2].copy_from_slice(&p);
     }
 
@@ -241,15 +197,5 @@ mod tests {
         }
         let mut junk = vec![0xffu8; 80];
         assert!(!finish_partial_l4(&mut junk));
-        assert!(!finish_at(&mut junk[..10], 8, 6));
-    }
-
-    #[test]
-    fn finish_at_uses_offload_offsets() {
-        let good = tcp4_frame(&[3; 333]);
-        let mut f = good.clone();
-        make_partial(&mut f);
-        assert!(finish_at(&mut f, 34, 16));
-        assert_eq!(f, good);
     }
 }

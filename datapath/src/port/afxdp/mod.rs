@@ -5,7 +5,7 @@
 //! [`crate::sys::bpf`]).
 //!
 //! Attach order: switch off the offloads AF_XDP cannot carry (see
-//! [`offload`]), create and bind the sockets, fill the XSKMAP, load the
+//! [`PeerOffloads`]), create and bind the sockets, fill the XSKMAP, load the
 //! program, attach it through a bpf_link — native first, generic as
 //! fallback (`mode=auto`). Dropping the port detaches the program (the link
 //! is an fd), closes the sockets and restores the offloads.

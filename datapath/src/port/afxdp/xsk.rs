@@ -532,16 +532,11 @@ impl Xsk {
                 pool.free(pkt);
                 continue;
             }
-            if pkt.offload.needs_csum() {
-                let (start, off) = (
-                    usize::from(pkt.offload.csum_start),
-                    usize::from(pkt.offload.csum_offset),
-                );
-                if !csum::finish_at(pkt.data_mut(), start, off) {
-                    dropped += 1;
-                    pool.free(pkt);
-                    continue;
-                }
+            // The descriptor cannot say "checksum pending": finish it here.
+            if crate::wire::offload::finish_packet_checksum(&mut pkt).is_err() {
+                dropped += 1;
+                pool.free(pkt);
+                continue;
             }
             let data = pkt.data();
             for (k, piece) in data.chunks(max_single).enumerate() {
