@@ -14,7 +14,7 @@
 //! O(headers) detection of a partial field in a frame without metadata.
 
 use crate::wire::checksum::{pseudo_header_ipv4, pseudo_header_ipv6};
-use crate::wire::offload::complete_partial_checksum;
+use crate::wire::complete_partial_checksum;
 
 const ETH_HLEN: usize = 14;
 const PROTO_TCP: u8 = 6;

@@ -533,7 +533,7 @@ impl Xsk {
                 continue;
             }
             // The descriptor cannot say "checksum pending": finish it here.
-            if crate::wire::offload::finish_packet_checksum(&mut pkt).is_err() {
+            if crate::wire::finish_packet_checksum(&mut pkt).is_err() {
                 dropped += 1;
                 pool.free(pkt);
                 continue;
