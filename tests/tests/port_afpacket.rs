@@ -216,3 +216,13 @@ fn afpacket_counts_kernel_drops_when_not_polled() {
     assert!(s.rx_dropped > 0, "kernel drops counted: {s:?}");
     assert_eq!(s.rx_packets, 0);
 }
+
+#[test]
+fn afpacket_ports_forward_through_the_switch() {
+    if !tests::require_root("afpacket_ports_forward_through_the_switch") {
+        return;
+    }
+    let _serial = serial();
+    let t = Topology::new(1500);
+    check_through_switch(&t, open(t.port1()), open(t.port2()), 32 << 20);
+}

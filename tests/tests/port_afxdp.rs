@@ -391,3 +391,13 @@ fn afxdp_native_mode_tries_zero_copy_then_binds_in_copy_mode_on_veth() {
     assert!(ping(&t.ns1, IP2, None));
     assert!(ping(&t.ns2, IP6_1, None));
 }
+
+#[test]
+fn afxdp_ports_forward_through_the_switch() {
+    if !tests::require_root("afxdp_ports_forward_through_the_switch") {
+        return;
+    }
+    let _serial = serial();
+    let t = Topology::new(1500);
+    check_through_switch(&t, open(t.port1()), open(t.port2()), 32 << 20);
+}

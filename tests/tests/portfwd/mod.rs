@@ -156,6 +156,44 @@ impl Topology {
     }
 }
 
+/// Runs the two ports through the real [`datapath::switch::Switch`]: one
+/// bridge with its default NORMAL rule, one adaptive PMD thread, and proves
+/// ping both ways and a checked TCP transfer. The switch stops on return.
+pub fn check_through_switch(t: &Topology, p1: Arc<dyn Port>, p2: Arc<dyn Port>, tcp_bytes: u64) {
+    use datapath::pipeline::VlanMode;
+    use datapath::pmd::IdleMode;
+    use datapath::switch::{Switch, SwitchConfig};
+    let cfg = SwitchConfig {
+        pmd_cores: vec![1 % num_cpus()],
+        idle: IdleMode::Adaptive,
+        ..SwitchConfig::default()
+    };
+    let sw = Switch::new(cfg).expect("switch starts");
+    sw.add_bridge("br0").expect("bridge");
+    sw.add_port("br0", 1, p1, VlanMode::default())
+        .expect("port 1");
+    sw.add_port("br0", 2, p2, VlanMode::default())
+        .expect("port 2");
+    assert!(ping(&t.ns1, IP2, None), "IPv4 through the switch");
+    assert!(ping(&t.ns2, IP6_1, None), "IPv6 through the switch");
+    let gbps = tcp_transfer(t, IP2, tcp_bytes);
+    eprintln!(
+        "through the switch: {} MiB TCP checked, {gbps:.2} Gbit/s; drops {:?}",
+        tcp_bytes >> 20,
+        sw.drop_stats().nonzero().collect::<Vec<_>>()
+    );
+    if let Some(g) = iperf3(t, 3) {
+        eprintln!("through the switch: iperf3 TCP {g:.2} Gbit/s");
+    }
+    sw.shutdown();
+}
+
+fn num_cpus() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
 /// Counters of the test forwarder.
 #[derive(Default)]
 pub struct FwdStats {
