@@ -70,7 +70,7 @@ fn afxdp_forwards_ping_arp_tcp_and_udp_with_default_offloads() {
     );
 
     let gbps = tcp_transfer(&t, IP2, 100 << 20);
-    eprintln!("afxdp: 100 MiB TCP checked end to end, {gbps:.2} Gbit/s (debug build)");
+    eprintln!("afxdp: 100 MiB TCP checked end to end, {gbps:.2} Gbit/s");
     let (got, corrupt) = udp_burst(&t, 20_000, 1000);
     eprintln!(
         "afxdp: UDP burst 20000 x 1000 B: received {got}, lost {} ({:.1} %), corrupt {corrupt}",

@@ -27,10 +27,12 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-/// Bytes per rx block (several 64 KiB GSO frames).
-pub const RX_BLOCK_SIZE: u32 = 256 * 1024;
-/// Rx blocks.
-pub const RX_BLOCKS: u32 = 32;
+/// Bytes per rx block: room for a whole 64 KiB GSO frame with headers.
+pub const RX_BLOCK_SIZE: u32 = 128 * 1024;
+/// Rx blocks. Under light load the kernel retires a block per timeout
+/// with only a few frames in it, so the ring absorbs a stalled consumer
+/// for about `RX_BLOCKS * RETIRE_TIMEOUT_MS` ms, whatever the block size.
+pub const RX_BLOCKS: u32 = 128;
 /// Nominal V3 frame size (frames are variable; the kernel wants a value).
 const RX_FRAME_NOMINAL: u32 = 2048;
 /// Block retire timeout.
@@ -686,7 +688,8 @@ mod tests {
         // one rx block; blocks are at least 64 KiB and page multiples.
         let max = crate::packet::MAX_FRAME;
         assert!(TX_FRAME_SIZE as usize >= TX_DATA_OFFSET + VNET_HDR_LEN + max);
-        assert!(RX_BLOCK_SIZE as usize >= 64 * 1024 + 48 + 128 + max);
+        assert!(RX_BLOCK_SIZE as usize >= 64 + 48 + VNET_HDR_LEN + max);
+        assert!(RX_BLOCK_SIZE >= 64 * 1024);
         assert_eq!(RX_BLOCK_SIZE % 4096, 0);
         assert_eq!(TX_FRAME_SIZE % 4096, 0);
     }
