@@ -13,6 +13,31 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Root, `ip`, and a kernel that lets us create an XSKMAP and an AF_XDP
+/// socket (a container without CAP_BPF, or a kernel without
+/// CONFIG_XDP_SOCKETS, skips with a message instead of failing).
+fn require_afxdp(test: &str) -> bool {
+    if !tests::require_root(test) {
+        return false;
+    }
+    if let Err(e) = datapath::sys::bpf::XskMap::new(1) {
+        eprintln!("SKIP {test}: no bpf(2) here: {e}");
+        return false;
+    }
+    // SAFETY: plain socket(2) probe; the fd is closed right away.
+    let fd = unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW, 0) };
+    if fd < 0 {
+        eprintln!(
+            "SKIP {test}: no AF_XDP sockets here: {}",
+            std::io::Error::last_os_error()
+        );
+        return false;
+    }
+    // SAFETY: fd was just opened by this function.
+    unsafe { libc::close(fd) };
+    true
+}
+
 fn open(dev: &str) -> Arc<AfXdpPort> {
     Arc::new(AfXdpPort::open(&AfXdpConfig::new(dev)).expect("AF_XDP port opens"))
 }
@@ -24,7 +49,7 @@ fn tx_checksum_on(text: &str) -> bool {
 
 #[test]
 fn afxdp_forwards_ping_arp_tcp_and_udp_with_default_offloads() {
-    if !tests::require_root("afxdp_forwards_ping_arp_tcp_and_udp_with_default_offloads") {
+    if !require_afxdp("afxdp_forwards_ping_arp_tcp_and_udp_with_default_offloads") {
         return;
     }
     let _serial = serial();
@@ -99,7 +124,7 @@ fn afxdp_forwards_ping_arp_tcp_and_udp_with_default_offloads() {
 
 #[test]
 fn afxdp_completes_partial_checksums_when_peer_offloads_stay_on() {
-    if !tests::require_root("afxdp_completes_partial_checksums_when_peer_offloads_stay_on") {
+    if !require_afxdp("afxdp_completes_partial_checksums_when_peer_offloads_stay_on") {
         return;
     }
     let _serial = serial();
@@ -130,7 +155,7 @@ fn afxdp_completes_partial_checksums_when_peer_offloads_stay_on() {
 
 #[test]
 fn afxdp_second_attach_after_drop_works() {
-    if !tests::require_root("afxdp_second_attach_after_drop_works") {
+    if !require_afxdp("afxdp_second_attach_after_drop_works") {
         return;
     }
     let _serial = serial();
@@ -151,7 +176,7 @@ fn afxdp_second_attach_after_drop_works() {
 
 #[test]
 fn afxdp_port_goes_down_when_its_device_disappears() {
-    if !tests::require_root("afxdp_port_goes_down_when_its_device_disappears") {
+    if !require_afxdp("afxdp_port_goes_down_when_its_device_disappears") {
         return;
     }
     let _serial = serial();
@@ -161,7 +186,7 @@ fn afxdp_port_goes_down_when_its_device_disappears() {
 
 #[test]
 fn afxdp_missing_device_is_a_clear_error() {
-    if !tests::require_root("afxdp_missing_device_is_a_clear_error") {
+    if !require_afxdp("afxdp_missing_device_is_a_clear_error") {
         return;
     }
     let e = AfXdpPort::open(&AfXdpConfig::new("vsw-nodev0")).unwrap_err();
@@ -171,7 +196,7 @@ fn afxdp_missing_device_is_a_clear_error() {
 
 #[test]
 fn afxdp_tcp_throughput_is_measured() {
-    if !tests::require_root("afxdp_tcp_throughput_is_measured") {
+    if !require_afxdp("afxdp_tcp_throughput_is_measured") {
         return;
     }
     let _serial = serial();
@@ -209,7 +234,7 @@ fn afxdp_tcp_throughput_is_measured() {
 
 #[test]
 fn afxdp_jumbo_mtu_uses_multi_buffer_or_names_the_limit() {
-    if !tests::require_root("afxdp_jumbo_mtu_uses_multi_buffer_or_names_the_limit") {
+    if !require_afxdp("afxdp_jumbo_mtu_uses_multi_buffer_or_names_the_limit") {
         return;
     }
     let _serial = serial();
@@ -241,7 +266,7 @@ fn afxdp_jumbo_mtu_uses_multi_buffer_or_names_the_limit() {
 
 #[test]
 fn afxdp_attach_after_the_holder_was_killed_works() {
-    if !tests::require_root("afxdp_attach_after_the_holder_was_killed_works") {
+    if !require_afxdp("afxdp_attach_after_the_holder_was_killed_works") {
         return;
     }
     let _serial = serial();
@@ -269,7 +294,7 @@ fn afxdp_attach_after_the_holder_was_killed_works() {
 
 #[test]
 fn afxdp_multiqueue_port_has_a_socket_per_queue() {
-    if !tests::require_root("afxdp_multiqueue_port_has_a_socket_per_queue") {
+    if !require_afxdp("afxdp_multiqueue_port_has_a_socket_per_queue") {
         return;
     }
     let _serial = serial();
@@ -291,7 +316,7 @@ fn afxdp_multiqueue_port_has_a_socket_per_queue() {
 
 #[test]
 fn afxdp_carries_vlan_tagged_traffic() {
-    if !tests::require_root("afxdp_carries_vlan_tagged_traffic") {
+    if !require_afxdp("afxdp_carries_vlan_tagged_traffic") {
         return;
     }
     let _serial = serial();
@@ -308,7 +333,7 @@ fn afxdp_carries_vlan_tagged_traffic() {
 
 #[test]
 fn afxdp_keeps_the_vlan_tag_of_a_received_frame() {
-    if !tests::require_root("afxdp_keeps_the_vlan_tag_of_a_received_frame") {
+    if !require_afxdp("afxdp_keeps_the_vlan_tag_of_a_received_frame") {
         return;
     }
     let _serial = serial();
@@ -339,7 +364,7 @@ fn afxdp_keeps_the_vlan_tag_of_a_received_frame() {
 
 #[test]
 fn afxdp_counts_kernel_drops_when_not_polled() {
-    if !tests::require_root("afxdp_counts_kernel_drops_when_not_polled") {
+    if !require_afxdp("afxdp_counts_kernel_drops_when_not_polled") {
         return;
     }
     let _serial = serial();
@@ -372,7 +397,7 @@ fn afxdp_counts_kernel_drops_when_not_polled() {
 
 #[test]
 fn afxdp_native_mode_tries_zero_copy_then_binds_in_copy_mode_on_veth() {
-    if !tests::require_root("afxdp_native_mode_tries_zero_copy_then_binds_in_copy_mode_on_veth") {
+    if !require_afxdp("afxdp_native_mode_tries_zero_copy_then_binds_in_copy_mode_on_veth") {
         return;
     }
     let _serial = serial();
@@ -394,7 +419,7 @@ fn afxdp_native_mode_tries_zero_copy_then_binds_in_copy_mode_on_veth() {
 
 #[test]
 fn afxdp_ports_forward_through_the_switch() {
-    if !tests::require_root("afxdp_ports_forward_through_the_switch") {
+    if !require_afxdp("afxdp_ports_forward_through_the_switch") {
         return;
     }
     let _serial = serial();
