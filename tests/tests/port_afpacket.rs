@@ -109,6 +109,12 @@ fn afpacket_tcp_throughput_is_measured() {
     assert!(ping(&t.ns1, IP2, None));
     if let Some(g) = iperf3(&t, 3) {
         eprintln!("afpacket: iperf3 TCP {g:.2} Gbit/s through the test forwarder");
+        if let Some(anchor) = kernel_bridge_anchor(3) {
+            eprintln!(
+                "afpacket: anchor in the same run: Linux bridge {anchor:.2} Gbit/s; ratio {:.2}",
+                g / anchor
+            );
+        }
     }
     // 64-byte frames (18 B of UDP payload): a rough forwarding rate, limited
     // by the single sending socket in ns1.

@@ -531,6 +531,25 @@ pub fn check_device_disappearing(t: &Topology, p1: Arc<dyn Port>, p2: Arc<dyn Po
     assert!(b.is_empty(), "tx consumed the batch");
 }
 
+/// The anchor for throughput figures: the same topology joined by a Linux
+/// bridge instead of a port pair, iperf3 for `secs` seconds, in Gbit/s.
+pub fn kernel_bridge_anchor(secs: u32) -> Option<f64> {
+    let t = Topology::new(1500);
+    let br = tests::unique_name("vxbr");
+    ip(&["link", "add", &br, "type", "bridge"]);
+    let gbps = (|| {
+        ip(&["link", "set", t.port1(), "master", &br]);
+        ip(&["link", "set", t.port2(), "master", &br]);
+        ip(&["link", "set", &br, "up"]);
+        if !ping(&t.ns1, IP2, None) {
+            return None;
+        }
+        iperf3(&t, secs)
+    })();
+    let _ = run("ip", &["link", "del", &br]);
+    gbps
+}
+
 /// Runs rx_burst until the port reports its device gone (or `max` polls).
 pub fn poll_until_gone(p: &dyn Port, max: usize) -> bool {
     let mut pool = PacketPool::new(64, 1, 1);
