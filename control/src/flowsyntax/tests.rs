@@ -900,6 +900,11 @@ fn unknown_and_misplaced_actions_are_explained() {
         msg("actions=output"),
         "action output at column 9: needs an argument"
     );
+    assert_eq!(
+        msg("actions=output:1,actions=output:2"),
+        "action actions=output:2 at column 18: actions= may be given only once"
+    );
+    assert!(msg("actions=NORMAL,priority=3").contains("must come before actions="));
     assert!(matches!(
         err("actions=resubmit(,1"),
         FlowSyntaxError::Syntax { .. }
