@@ -1136,6 +1136,21 @@ fn resolvers_map_names_both_ways() {
 }
 
 #[test]
+fn closures_resolve_ports_too() {
+    let fns = PortFns(
+        |name: &str| name.strip_prefix("veth").and_then(|n| n.parse().ok()),
+        |no: PortNo| Some(format!("veth{no}")),
+    );
+    let r = parse_rule("in_port=veth7,actions=output:veth8", &fns).unwrap();
+    assert_eq!(r.r#match.get(Field::InPort).0, 7);
+    assert_eq!(r.actions, vec![Action::Output(8)]);
+    assert_eq!(
+        format_rule(&r, &fns),
+        "table=0,priority=32768,in_port=veth7,actions=output:veth8"
+    );
+}
+
+#[test]
 fn odd_inputs_are_errors_not_panics() {
     let p = ports();
     for text in [
