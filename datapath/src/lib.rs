@@ -7,10 +7,14 @@
 
 pub mod classifier;
 pub mod drop;
+pub mod exec;
 pub mod flow;
 pub mod packet;
 pub mod pipeline;
+pub mod pmd;
 pub mod port;
+pub mod switch;
 pub mod sys;
+pub mod wire;
 
 pub use drop::{DropCounters, DropReason};

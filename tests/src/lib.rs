@@ -7,6 +7,8 @@
 //! non-root developer; CI runs as root and runs them.
 
 pub mod forward;
+pub mod frames;
+pub mod lab;
 
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};

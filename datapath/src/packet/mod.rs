@@ -57,6 +57,9 @@ pub struct Packet {
     pub tunnel: TunnelMeta,
     /// Tunnel id to use on output to a tunnel port (set by `set_tunnel`).
     pub out_tunnel_id: Option<u32>,
+    /// Remote VTEP (IPv4, host order) for output to a tunnel port, when
+    /// NORMAL learned where the destination lives.
+    pub out_tunnel_dst: Option<u32>,
     class: SizeClass,
 }
 
@@ -81,6 +84,7 @@ impl Packet {
             in_port: 0,
             tunnel: TunnelMeta::default(),
             out_tunnel_id: None,
+            out_tunnel_dst: None,
             class,
         }
     }
@@ -93,6 +97,7 @@ impl Packet {
         self.in_port = 0;
         self.tunnel = TunnelMeta::default();
         self.out_tunnel_id = None;
+        self.out_tunnel_dst = None;
     }
 
     /// The frame bytes.
@@ -274,6 +279,12 @@ impl Batch {
         Batch {
             pkts: Vec::with_capacity(BATCH_SIZE),
         }
+    }
+
+    /// A batch with no reserved room (allocates on first push); used as a
+    /// placeholder while a real batch is borrowed out, without allocating.
+    pub const fn placeholder() -> Self {
+        Batch { pkts: Vec::new() }
     }
 
     /// Number of packets.
