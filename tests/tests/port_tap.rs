@@ -489,6 +489,60 @@ fn host_side_tap_without_namespace_is_named_after_the_port() {
         .success());
 }
 
+/// Two TAP ports as ports of the real switch (one bridge, the default
+/// NORMAL rule, one PMD thread) instead of the test forwarder.
+struct SwitchPair {
+    switch: Arc<datapath::switch::Switch>,
+    pair: Pair,
+}
+
+impl SwitchPair {
+    fn new(offloads: bool, idle: datapath::pmd::IdleMode) -> SwitchPair {
+        let pair = Pair::new(offloads, None, 1);
+        let cfg = datapath::switch::SwitchConfig {
+            pmd_cores: vec![1],
+            idle,
+            ..Default::default()
+        };
+        let switch = datapath::switch::Switch::new(cfg).expect("switch");
+        switch.add_bridge("br0").expect("bridge");
+        for (no, p) in [(1, &pair.p1), (2, &pair.p2)] {
+            let port: Arc<dyn Port> = p.clone();
+            switch
+                .add_port("br0", no, port, Default::default())
+                .expect("add port");
+        }
+        SwitchPair { switch, pair }
+    }
+}
+
+impl Drop for SwitchPair {
+    fn drop(&mut self) {
+        self.switch.shutdown();
+    }
+}
+
+#[test]
+fn tap_ports_on_the_real_switch_carry_ping_and_verified_tcp() {
+    if !require_root("tap_ports_on_the_real_switch_carry_ping_and_verified_tcp")
+        || !have_tool("ping")
+    {
+        return;
+    }
+    let _g = serial();
+    let sp = SwitchPair::new(true, datapath::pmd::IdleMode::Adaptive);
+    ping(&sp.pair.ns1, &[IP2]);
+    ping(&sp.pair.ns2, &["-6", IP6_1]);
+    let gbps = tcp_transfer(&sp.pair, 100 << 20);
+    let s1 = sp.pair.p1.tap_stats();
+    eprintln!(
+        "TCP 100 MiB through the switch with TAP ports: {gbps:.2} Gbit/s; port1 {s1:?}; drops {:?}",
+        sp.switch.drop_stats()
+    );
+    assert!(s1.rx_gso_frames > 0, "{s1:?}");
+    assert!(sp.pair.p2.tap_stats().tx_gso_frames > 0);
+}
+
 /// Names of the links in the root namespace.
 fn root_links() -> Vec<String> {
     tests::ip(&["-o", "link", "show"])
@@ -677,6 +731,16 @@ fn tap_gbps(offloads: bool, copy_small_frames: bool, io: TapIo, secs: u32) -> f6
     g
 }
 
+/// One iperf3 run through two TAP ports on the real switch (one PMD
+/// thread on core 1, adaptive idle).
+fn switch_gbps(secs: u32) -> f64 {
+    let sp = SwitchPair::new(true, datapath::pmd::IdleMode::Adaptive);
+    let _ = iperf3_gbps(&sp.pair.ns1, &sp.pair.ns2, 1); // warm-up, ARP, FDB
+    let g = iperf3_gbps(&sp.pair.ns1, &sp.pair.ns2, secs);
+    eprintln!("  switch: {g:.2} Gbit/s, pmd {:?}", sp.switch.pmd_stats());
+    g
+}
+
 /// Throughput report (not a test of a figure): TCP through two TAP ports
 /// and the test forwarder, offloads on (with and without the small-frame
 /// copy) and off, against the kernel bridge, interleaved round by round so
@@ -701,8 +765,9 @@ fn tcp_throughput_report_tap_vs_kernel_bridge() {
         "tap on, io_uring",
         "tap off",
         "tap off, io_uring",
+        "switch, tap on, 1 PMD",
     ];
-    let mut v: [Vec<f64>; 6] = Default::default();
+    let mut v: [Vec<f64>; 7] = Default::default();
     for _ in 0..rounds {
         v[0].push(kernel_bridge_gbps(secs));
         v[1].push(tap_gbps(true, true, TapIo::Syscalls, secs));
@@ -710,6 +775,7 @@ fn tcp_throughput_report_tap_vs_kernel_bridge() {
         v[3].push(tap_gbps(true, true, TapIo::IoUring, secs));
         v[4].push(tap_gbps(false, true, TapIo::Syscalls, secs));
         v[5].push(tap_gbps(false, true, TapIo::IoUring, secs));
+        v[6].push(switch_gbps(secs));
     }
     let b = median(v[0].clone());
     for (name, runs) in names.iter().zip(&v) {
