@@ -9,6 +9,7 @@
 //! cores and some tests look at every interface in the root namespace.
 
 use datapath::packet::{Batch, PacketPool};
+use datapath::pmd::IdleMode;
 use datapath::port::{DownReason, LinkState, Port, TapConfig, TapError, TapIo, TapPort};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -497,10 +498,10 @@ struct SwitchPair {
 }
 
 impl SwitchPair {
-    fn new(offloads: bool, idle: datapath::pmd::IdleMode) -> SwitchPair {
+    fn new(offloads: bool, idle: IdleMode, cores: Vec<usize>) -> SwitchPair {
         let pair = Pair::new(offloads, None, 1);
         let cfg = datapath::switch::SwitchConfig {
-            pmd_cores: vec![1],
+            pmd_cores: cores,
             idle,
             ..Default::default()
         };
@@ -530,7 +531,7 @@ fn tap_ports_on_the_real_switch_carry_ping_and_verified_tcp() {
         return;
     }
     let _g = serial();
-    let sp = SwitchPair::new(true, datapath::pmd::IdleMode::Adaptive);
+    let sp = SwitchPair::new(true, IdleMode::Adaptive, vec![1]);
     ping(&sp.pair.ns1, &[IP2]);
     ping(&sp.pair.ns2, &["-6", IP6_1]);
     let gbps = tcp_transfer(&sp.pair, 100 << 20);
@@ -731,13 +732,28 @@ fn tap_gbps(offloads: bool, copy_small_frames: bool, io: TapIo, secs: u32) -> f6
     g
 }
 
-/// One iperf3 run through two TAP ports on the real switch (one PMD
-/// thread on core 1, adaptive idle).
-fn switch_gbps(secs: u32) -> f64 {
-    let sp = SwitchPair::new(true, datapath::pmd::IdleMode::Adaptive);
+/// One iperf3 run through two TAP ports on the real switch (PMD threads
+/// on `cores`).
+fn switch_gbps(secs: u32, idle: IdleMode, cores: Vec<usize>) -> f64 {
+    let sp = SwitchPair::new(true, idle, cores);
     let _ = iperf3_gbps(&sp.pair.ns1, &sp.pair.ns2, 1); // warm-up, ARP, FDB
     let g = iperf3_gbps(&sp.pair.ns1, &sp.pair.ns2, secs);
-    eprintln!("  switch: {g:.2} Gbit/s, pmd {:?}", sp.switch.pmd_stats());
+    let pmds: Vec<String> = sp
+        .switch
+        .pmd_stats()
+        .iter()
+        .map(|p| {
+            format!(
+                "core {:?}: {} pkts in {} batches, busy {} ms idle {} ms",
+                p.core,
+                p.stats.packets,
+                p.stats.batches,
+                p.stats.busy_ns / 1_000_000,
+                p.stats.idle_ns / 1_000_000
+            )
+        })
+        .collect();
+    eprintln!("  switch {idle:?}: {g:.2} Gbit/s; {pmds:?}");
     g
 }
 
@@ -765,9 +781,11 @@ fn tcp_throughput_report_tap_vs_kernel_bridge() {
         "tap on, io_uring",
         "tap off",
         "tap off, io_uring",
-        "switch, tap on, 1 PMD",
+        "switch, 1 PMD, adaptive",
+        "switch, 1 PMD, poll",
+        "switch, 2 PMDs, adaptive",
     ];
-    let mut v: [Vec<f64>; 7] = Default::default();
+    let mut v: [Vec<f64>; 9] = Default::default();
     for _ in 0..rounds {
         v[0].push(kernel_bridge_gbps(secs));
         v[1].push(tap_gbps(true, true, TapIo::Syscalls, secs));
@@ -775,7 +793,9 @@ fn tcp_throughput_report_tap_vs_kernel_bridge() {
         v[3].push(tap_gbps(true, true, TapIo::IoUring, secs));
         v[4].push(tap_gbps(false, true, TapIo::Syscalls, secs));
         v[5].push(tap_gbps(false, true, TapIo::IoUring, secs));
-        v[6].push(switch_gbps(secs));
+        v[6].push(switch_gbps(secs, IdleMode::Adaptive, vec![1]));
+        v[7].push(switch_gbps(secs, IdleMode::Poll, vec![1]));
+        v[8].push(switch_gbps(secs, IdleMode::Adaptive, vec![0, 1]));
     }
     let b = median(v[0].clone());
     for (name, runs) in names.iter().zip(&v) {
