@@ -491,7 +491,8 @@ fn host_side_tap_without_namespace_is_named_after_the_port() {
 }
 
 /// Two TAP ports as ports of the real switch (one bridge, the default
-/// NORMAL rule, one PMD thread) instead of the test forwarder.
+/// NORMAL rule, PMD threads) instead of the test forwarder, for the
+/// throughput report (the switch's own system tests are in switch_tap.rs).
 struct SwitchPair {
     switch: Arc<datapath::switch::Switch>,
     pair: Pair,
@@ -521,27 +522,6 @@ impl Drop for SwitchPair {
     fn drop(&mut self) {
         self.switch.shutdown();
     }
-}
-
-#[test]
-fn tap_ports_on_the_real_switch_carry_ping_and_verified_tcp() {
-    if !require_root("tap_ports_on_the_real_switch_carry_ping_and_verified_tcp")
-        || !have_tool("ping")
-    {
-        return;
-    }
-    let _g = serial();
-    let sp = SwitchPair::new(true, IdleMode::Adaptive, vec![1]);
-    ping(&sp.pair.ns1, &[IP2]);
-    ping(&sp.pair.ns2, &["-6", IP6_1]);
-    let gbps = tcp_transfer(&sp.pair, 100 << 20);
-    let s1 = sp.pair.p1.tap_stats();
-    eprintln!(
-        "TCP 100 MiB through the switch with TAP ports: {gbps:.2} Gbit/s; port1 {s1:?}; drops {:?}",
-        sp.switch.drop_stats()
-    );
-    assert!(s1.rx_gso_frames > 0, "{s1:?}");
-    assert!(sp.pair.p2.tap_stats().tx_gso_frames > 0);
 }
 
 /// Names of the links in the root namespace.
