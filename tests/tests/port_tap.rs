@@ -524,12 +524,16 @@ impl Drop for SwitchPair {
     }
 }
 
-/// Names of the links in the root namespace.
-fn root_links() -> Vec<String> {
+/// Links in the root namespace that carry this process's temporary TAP
+/// names (`vst` + pid in hex, see `temp_ifname`). Only these: other
+/// programs on the machine create and delete links there too.
+fn own_temporary_links() -> Vec<String> {
+    let prefix = format!("vst{:x}", std::process::id() & 0x3f_ffff);
     tests::ip(&["-o", "link", "show"])
         .lines()
         .filter_map(|l| l.split(": ").nth(1))
         .map(|n| n.split('@').next().unwrap_or(n).to_owned())
+        .filter(|n| n.starts_with(&prefix))
         .collect()
 }
 
@@ -541,7 +545,6 @@ fn busy_name_and_missing_namespace_are_clear_errors_leaving_nothing_behind() {
     let _g = serial();
     let ns = Netns::new("tapa");
     let _first = TapPort::create(&config(&ns, 1, true, None)).expect("create");
-    let before = root_links();
     let second = config(&ns, 2, true, None);
     let e = TapPort::create(&second).expect_err("second eth0 in the same netns");
     assert!(matches!(e, TapError::NameBusy { .. }), "{e:?}");
@@ -553,8 +556,11 @@ fn busy_name_and_missing_namespace_are_clear_errors_leaving_nothing_behind() {
             ns.name()
         )
     );
-    let after = root_links();
-    assert_eq!(before, after, "temporary TAP left in the root namespace");
+    assert_eq!(
+        own_temporary_links(),
+        Vec::<String>::new(),
+        "temporary TAP left in the root namespace"
+    );
     let links = ns.exec_ok("ip", &["-o", "link", "show"]);
     assert_eq!(links.lines().count(), 2, "{links}"); // lo and eth0
 
