@@ -410,6 +410,10 @@ fn persistent_tap_survives_drop_and_reattaches_with_its_addresses() {
     // "Crash": the port objects go away without destroy.
     drop(p1);
     drop(p2);
+    // A restart finds the interface and re-attaches rather than creating.
+    let (again, reattached) = TapPort::create_or_reattach(&c1).expect("create_or_reattach");
+    assert!(reattached);
+    drop(again);
     let addr = ns1.exec_ok("ip", &["-br", "addr", "show", "eth0"]);
     assert!(
         addr.contains("10.99.0.1/24"),
@@ -438,6 +442,12 @@ fn persistent_tap_survives_drop_and_reattaches_with_its_addresses() {
         Err(TapError::NotFound { .. }) => {}
         other => panic!("expected NotFound, got {other:?}"),
     }
+    // With nothing to re-attach to, the same call creates it afresh.
+    let (p1, reattached) = TapPort::create_or_reattach(&c1).expect("create");
+    assert!(!reattached);
+    let addr = ns1.exec_ok("ip", &["-br", "addr", "show", "eth0"]);
+    assert!(addr.contains("10.99.0.1/24"), "{addr}");
+    p1.destroy().expect("destroy");
 }
 
 #[test]
