@@ -232,3 +232,13 @@ fn afpacket_ports_forward_through_the_switch() {
     let t = Topology::new(1500);
     check_through_switch(&t, open(t.port1()), open(t.port2()), 32 << 20);
 }
+
+#[test]
+fn afpacket_health_check_takes_a_vanished_device_down_at_once() {
+    if !tests::require_root("afpacket_health_check_takes_a_vanished_device_down_at_once") {
+        return;
+    }
+    let _serial = serial();
+    let t = Topology::new(1500);
+    check_health_check_marks_gone(&t, open(t.port1()));
+}

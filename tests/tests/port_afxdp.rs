@@ -432,3 +432,13 @@ fn afxdp_ports_forward_through_the_switch() {
     let t = Topology::new(1500);
     check_through_switch(&t, open(t.port1()), open(t.port2()), 32 << 20);
 }
+
+#[test]
+fn afxdp_health_check_takes_a_vanished_device_down_at_once() {
+    if !require_afxdp("afxdp_health_check_takes_a_vanished_device_down_at_once") {
+        return;
+    }
+    let _serial = serial();
+    let t = Topology::new(1500);
+    check_health_check_marks_gone(&t, open(t.port1()));
+}

@@ -518,6 +518,7 @@ pub fn check_device_disappearing(t: &Topology, p1: Arc<dyn Port>, p2: Arc<dyn Po
     );
     assert_eq!(p2.link(), LinkState::Up, "the other port is unaffected");
     assert!(fwd.stop(), "forwarder thread did not panic");
+    assert_eq!(p1.health_check(), LinkState::Down(DownReason::DeviceGone));
     assert!(
         poll_until_gone(p1.as_ref(), 10),
         "rx keeps reporting the device gone"
@@ -548,6 +549,16 @@ pub fn kernel_bridge_anchor(secs: u32) -> Option<f64> {
     })();
     let _ = run("ip", &["link", "del", &br]);
     gbps
+}
+
+/// After its device is deleted, the switch's health check takes the port
+/// down, and the very next rx burst says so (no idle-poll period needed).
+pub fn check_health_check_marks_gone(t: &Topology, p: Arc<dyn Port>) {
+    use datapath::port::{DownReason, LinkState};
+    assert_eq!(p.health_check(), LinkState::Up);
+    ip(&["link", "del", t.port1()]);
+    assert_eq!(p.health_check(), LinkState::Down(DownReason::DeviceGone));
+    assert!(poll_until_gone(p.as_ref(), 1), "first rx burst reports it");
 }
 
 /// Runs rx_burst until the port reports its device gone (or `max` polls).

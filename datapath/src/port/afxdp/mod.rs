@@ -466,6 +466,15 @@ impl Port for AfXdpPort {
         }
     }
 
+    fn health_check(&self) -> LinkState {
+        // Marks the port gone at once, so the next rx/tx burst reports it
+        // without waiting for the idle-poll socket error check.
+        if !self.gone.load(Ordering::Relaxed) && !self.device_present() {
+            self.gone.store(true, Ordering::Relaxed);
+        }
+        self.link()
+    }
+
     fn mac(&self) -> [u8; 6] {
         self.mac
     }
