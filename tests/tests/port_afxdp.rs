@@ -442,3 +442,29 @@ fn afxdp_health_check_takes_a_vanished_device_down_at_once() {
     let t = Topology::new(1500);
     check_health_check_marks_gone(&t, open(t.port1()));
 }
+
+#[test]
+fn afxdp_second_port_on_a_busy_device_is_a_clear_error() {
+    if !require_afxdp("afxdp_second_port_on_a_busy_device_is_a_clear_error") {
+        return;
+    }
+    let _serial = serial();
+    let t = Topology::new(1500);
+    let _first = open(t.port1());
+    let mut cfg = AfXdpConfig::new(t.port1());
+    cfg.name = "second".into();
+    let e = AfXdpPort::open(&cfg).expect_err("queue 0 is taken");
+    let msg = e.to_string();
+    eprintln!(
+        "afxdp: busy device: {msg}: {:?}",
+        std::error::Error::source(&e)
+    );
+    assert!(
+        msg.contains("\"second\"") && msg.contains(t.port1()),
+        "{msg}"
+    );
+    assert!(matches!(
+        e,
+        AfXdpError::Socket { .. } | AfXdpError::Bpf { .. }
+    ));
+}
