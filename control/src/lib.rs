@@ -1,3 +1,11 @@
-//! vswitch control plane: the flow language shared by the CLI and daemons.
+//! vswitch control plane: the API shared by all three programs, its
+//! transport, the desired state and its persistence, configuration,
+//! reconciliation, and the `vswitchctl` CLI.
 
 #![warn(missing_docs)]
+
+pub mod api;
+pub mod config;
+pub mod ipc;
+pub mod portspec;
+pub mod state;
