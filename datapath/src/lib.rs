@@ -11,6 +11,8 @@ pub mod exec;
 pub mod flow;
 pub mod packet;
 pub mod pipeline;
+pub mod pmd;
 pub mod port;
+pub mod switch;
 
 pub use drop::{DropCounters, DropReason};

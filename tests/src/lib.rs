@@ -6,6 +6,9 @@
 //! `ip` tool) they print why and return, so `cargo test` stays green for a
 //! non-root developer; CI runs as root and runs them.
 
+pub mod frames;
+pub mod lab;
+
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 

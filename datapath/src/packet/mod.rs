@@ -281,6 +281,12 @@ impl Batch {
         }
     }
 
+    /// A batch with no reserved room (allocates on first push); used as a
+    /// placeholder while a real batch is borrowed out, without allocating.
+    pub const fn placeholder() -> Self {
+        Batch { pkts: Vec::new() }
+    }
+
     /// Number of packets.
     #[inline]
     pub fn len(&self) -> usize {

@@ -112,7 +112,7 @@ impl Table {
                 });
             }
         }
-        subtables.sort_by(|a, b| b.max_priority.cmp(&a.max_priority));
+        subtables.sort_by_key(|s| std::cmp::Reverse(s.max_priority));
         Table { subtables, len }
     }
 

@@ -102,7 +102,7 @@ pub enum TraceEvent {
         /// Table.
         table: TableId,
         /// The matching rule.
-        rule: Option<super::Rule>,
+        rule: Option<Box<super::Rule>>,
     },
     /// What NORMAL decided, in words.
     Normal(String),
@@ -257,7 +257,7 @@ fn run_table(ctx: &mut Ctx<'_>, table: TableId) {
     if ctx.tracing {
         ctx.out.trace.push(TraceEvent::Table {
             table,
-            rule: found.as_ref().map(|r| r.rule.clone()),
+            rule: found.as_ref().map(|r| Box::new(r.rule.clone())),
         });
     }
     match found {
@@ -460,7 +460,7 @@ fn select_hash(ctx: &mut Ctx<'_>) -> u64 {
         m.set_exact(f);
         ctx.wc(f);
     }
-    ctx.key.masked(&m).hash_with(0x5e1e_c7)
+    ctx.key.masked(&m).hash_with(0x005e_1ec7)
 }
 
 fn is_multicast(mac: u64) -> bool {
@@ -507,7 +507,8 @@ fn normal(ctx: &mut Ctx<'_>) {
     let src = ctx.key.get(Field::EthSrc) as u64;
     let dst = ctx.key.get(Field::EthDst) as u64;
     let fdb: &Fdb = ctx.view.fdb;
-    if !is_multicast(src) {
+    // A trace only explains: it must not change the FDB.
+    if !is_multicast(src) && !ctx.tracing {
         if in_port.is_tunnel {
             ctx.wc(Field::TunSrc);
         }
