@@ -1,11 +1,14 @@
 //! vswitch control plane: the API shared by all three programs, its
-//! transport, the desired state and its persistence, configuration,
-//! reconciliation, and the `vswitchctl` CLI.
+//! transport, the flow language, the desired state and its persistence,
+//! configuration, reconciliation, and the `vswitchctl` CLI.
 
 #![warn(missing_docs)]
 
 pub mod api;
 pub mod config;
+pub mod daemon;
+pub mod flowsyntax;
 pub mod ipc;
 pub mod portspec;
+pub mod render;
 pub mod state;
