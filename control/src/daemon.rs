@@ -301,7 +301,12 @@ pub fn detach(log: &Path, ready: &Path, timeout: std::time::Duration) -> anyhow:
     let deadline = std::time::Instant::now() + timeout;
     loop {
         if ready.exists() {
-            let _ = writeln!(std::io::stdout(), "started (pid {}), log: {}", child.id(), log.display());
+            let _ = writeln!(
+                std::io::stdout(),
+                "started (pid {}), log: {}",
+                child.id(),
+                log.display()
+            );
             return Ok(());
         }
         if let Some(status) = child.try_wait()? {

@@ -229,94 +229,71 @@ fn parse_vid(v: &str) -> Option<u16> {
 }
 
 fn check_value(port: &str, key: &str, value: &str) -> Result<(), PortSpecError> {
-    let fail = |reason: &str| {
+    let in_range = |lo: u64, hi: u64| {
+        value
+            .parse::<u64>()
+            .ok()
+            .is_some_and(|v| (lo..=hi).contains(&v))
+    };
+    let (ok, reason): (bool, &str) = match key {
+        "netns" => (
+            !value.is_empty()
+                && !value.contains('/')
+                && value.len() <= 255
+                && !value.starts_with('.'),
+            "not a namespace name",
+        ),
+        "ifname" | "dev" => match check_name("ifname", value) {
+            Err(PortSpecError::BadName { reason, .. }) => (false, reason),
+            _ => (true, ""),
+        },
+        "ip" => (
+            parse_cidr4(value).is_some(),
+            "expected an IPv4 address with prefix length, like 10.0.0.1/24",
+        ),
+        "ip6" => (
+            parse_cidr6(value).is_some(),
+            "expected an IPv6 address with prefix length, like fd00::1/64",
+        ),
+        "mac" => match parse_mac(value) {
+            None => (false, "expected a MAC address like 02:00:00:00:00:01"),
+            Some(m) if m[0] & 1 == 1 => (false, "a port MAC must be unicast"),
+            Some(m) if m == [0; 6] => (false, "the all-zero MAC is not usable"),
+            Some(_) => (true, ""),
+        },
+        "mtu" => (in_range(68, 65535), "expected 68..=65535"),
+        "queues" => (in_range(1, 64), "expected 1..=64"),
+        "vlan" => (parse_vid(value).is_some(), "expected a VLAN id 1..=4094"),
+        "trunks" => (
+            !value.is_empty() && value.split(',').all(|v| parse_vid(v).is_some()),
+            "expected VLAN ids 1..=4094 separated by commas",
+        ),
+        "mode" => (
+            matches!(value, "auto" | "native" | "generic"),
+            "expected auto, native or generic",
+        ),
+        "remote" => (
+            !value.is_empty() && value.split(',').all(|v| v.parse::<Ipv4Addr>().is_ok()),
+            "expected IPv4 addresses separated by commas",
+        ),
+        "local" => (
+            value.parse::<Ipv4Addr>().is_ok(),
+            "expected an IPv4 address",
+        ),
+        "vni" => (in_range(0, (1 << 24) - 1), "expected 0..=16777215"),
+        "dstport" => (in_range(1, 65535), "expected 1..=65535"),
+        _ => (true, ""),
+    };
+    if ok {
+        Ok(())
+    } else {
         Err(PortSpecError::BadValue {
             port: port.to_owned(),
             key: key.to_owned(),
             value: value.to_owned(),
             reason: reason.to_owned(),
         })
-    };
-    let in_range = |lo: u64, hi: u64| value.parse::<u64>().ok().filter(|v| (lo..=hi).contains(v));
-    match key {
-        "netns" => {
-            if value.is_empty()
-                || value.contains('/')
-                || value.len() > 255
-                || value.starts_with('.')
-            {
-                return fail("not a namespace name");
-            }
-        }
-        "ifname" | "dev" => {
-            if let Err(PortSpecError::BadName { reason, .. }) = check_name("ifname", value) {
-                return fail(reason);
-            }
-        }
-        "ip" => {
-            if parse_cidr4(value).is_none() {
-                return fail("expected an IPv4 address with prefix length, like 10.0.0.1/24");
-            }
-        }
-        "ip6" => {
-            if parse_cidr6(value).is_none() {
-                return fail("expected an IPv6 address with prefix length, like fd00::1/64");
-            }
-        }
-        "mac" => match parse_mac(value) {
-            None => return fail("expected a MAC address like 02:00:00:00:00:01"),
-            Some(m) if m[0] & 1 == 1 => return fail("a port MAC must be unicast"),
-            Some(m) if m == [0; 6] => return fail("the all-zero MAC is not usable"),
-            Some(_) => {}
-        },
-        "mtu" => {
-            if in_range(68, 65535).is_none() {
-                return fail("expected 68..=65535");
-            }
-        }
-        "queues" => {
-            if in_range(1, 64).is_none() {
-                return fail("expected 1..=64");
-            }
-        }
-        "vlan" => {
-            if parse_vid(value).is_none() {
-                return fail("expected a VLAN id 1..=4094");
-            }
-        }
-        "trunks" => {
-            if value.is_empty() || !value.split(',').all(|v| parse_vid(v).is_some()) {
-                return fail("expected VLAN ids 1..=4094 separated by commas");
-            }
-        }
-        "mode" => {
-            if !matches!(value, "auto" | "native" | "generic") {
-                return fail("expected auto, native or generic");
-            }
-        }
-        "remote" => {
-            if value.is_empty() || !value.split(',').all(|v| v.parse::<Ipv4Addr>().is_ok()) {
-                return fail("expected IPv4 addresses separated by commas");
-            }
-        }
-        "local" => {
-            if value.parse::<Ipv4Addr>().is_err() {
-                return fail("expected an IPv4 address");
-            }
-        }
-        "vni" => {
-            if in_range(0, (1 << 24) - 1).is_none() {
-                return fail("expected 0..=16777215");
-            }
-        }
-        "dstport" => {
-            if in_range(1, 65535).is_none() {
-                return fail("expected 1..=65535");
-            }
-        }
-        _ => {}
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -34,24 +34,21 @@ pub fn flow_row(e: &FlowEntry, ports: &PortMap) -> FlowRow {
 /// The rule part of a row in add-flow syntax (what `--no-stats` prints,
 /// re-loadable with `add-flows`).
 pub fn row_rule_text(r: &FlowRow) -> String {
-    let mut s = String::new();
+    // Same canonical order as `flowsyntax::format_rule`.
+    let mut s = format!("table={},priority={}", r.table, r.priority);
     if r.cookie != 0 {
-        let _ = write!(s, "cookie={:#x},", r.cookie);
-    }
-    if r.table != 0 {
-        let _ = write!(s, "table={},", r.table);
+        let _ = write!(s, ",cookie={:#x}", r.cookie);
     }
     if r.idle_timeout != 0 {
-        let _ = write!(s, "idle_timeout={},", r.idle_timeout);
+        let _ = write!(s, ",idle_timeout={}", r.idle_timeout);
     }
     if r.hard_timeout != 0 {
-        let _ = write!(s, "hard_timeout={},", r.hard_timeout);
+        let _ = write!(s, ",hard_timeout={}", r.hard_timeout);
     }
-    let _ = write!(s, "priority={}", r.priority);
     if !r.r#match.is_empty() {
         let _ = write!(s, ",{}", r.r#match);
     }
-    let _ = write!(s, " actions={}", r.actions);
+    let _ = write!(s, ",actions={}", r.actions);
     s
 }
 
@@ -113,7 +110,9 @@ pub fn dp_actions_text(actions: &[DpAction], names: &BTreeMap<PortNo, String>) -
             DpAction::Output(p) => format!("output:{}", port_name(*p, names)),
             DpAction::SetVlanVid(v) => format!("set_vlan_vid:{v}"),
             DpAction::SetVlanPcp(v) => format!("set_vlan_pcp:{v}"),
-            DpAction::PushVlan { tpid, tci } => format!("push_vlan(tpid={tpid:#06x},tci={tci:#06x})"),
+            DpAction::PushVlan { tpid, tci } => {
+                format!("push_vlan(tpid={tpid:#06x},tci={tci:#06x})")
+            }
             DpAction::PopVlan => "pop_vlan".into(),
             DpAction::SetEthSrc(m) => format!("set_eth_src:{}", format_mac(*m)),
             DpAction::SetEthDst(m) => format!("set_eth_dst:{}", format_mac(*m)),

@@ -26,7 +26,7 @@ use std::time::Duration;
 #[command(name = "vswitchd", version, about = "vswitch datapath process")]
 struct Args {
     /// Instance directory (sockets, pids, logs).
-    #[arg(long, env = "VSWITCH_RUN_DIR")]
+    #[arg(long)]
     run_dir: Option<PathBuf>,
     /// Configuration file (default: the embedded configs/default.toml).
     #[arg(long)]
@@ -44,7 +44,10 @@ fn main() -> anyhow::Result<()> {
     control::ipc::check_socket_path(&run.vswitchd_socket())?;
     if !args.foreground {
         if let Some(pid) = run.live_pid(VSWITCHD) {
-            anyhow::bail!("vswitchd is already running in {} (pid {pid})", run.dir().display());
+            anyhow::bail!(
+                "vswitchd is already running in {} (pid {pid})",
+                run.dir().display()
+            );
         }
         return daemon::detach(
             &run.log_file(VSWITCHD),

@@ -357,7 +357,10 @@ impl Datapath {
                 boot_id: Some(self.boot_id),
                 uptime_s: Some(self.started.elapsed().as_secs()),
                 details: BTreeMap::from([
-                    ("bridges".to_owned(), self.switch.bridges().len().to_string()),
+                    (
+                        "bridges".to_owned(),
+                        self.switch.bridges().len().to_string(),
+                    ),
                     ("ports".to_owned(), self.ports.lock().len().to_string()),
                 ]),
             }],
