@@ -263,6 +263,9 @@ pub enum Request {
     DpDelFlows {
         /// Bridge.
         bridge: String,
+        /// Only this table.
+        #[serde(default)]
+        table: Option<u8>,
         /// Match as a wire value.
         r#match: WireMatch,
         /// Strict priority (exact match) or None (equal or narrower).

@@ -6,9 +6,11 @@
 
 pub mod api;
 pub mod config;
+pub mod controld;
 pub mod daemon;
 pub mod flowsyntax;
 pub mod ipc;
 pub mod portspec;
+pub mod reconcile;
 pub mod render;
 pub mod state;

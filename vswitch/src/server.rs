@@ -476,11 +476,12 @@ impl Handler for Datapath {
             }
             Request::DpDelFlows {
                 bridge,
+                table,
                 r#match,
                 strict_priority,
             } => {
                 let filter = FlowFilter {
-                    table: None,
+                    table,
                     r#match: Match::from(&r#match),
                     strict_priority,
                 };
