@@ -448,3 +448,36 @@ mod tests {
         assert!(c.lookup(&key(1, 5)).is_some());
     }
 }
+
+#[cfg(test)]
+mod more_tests {
+    use super::*;
+    use crate::flow::Field;
+
+    #[test]
+    fn many_entries_under_one_mask_are_all_kept() {
+        let mut c = MegaflowCache::new(1024);
+        let mut mask = FlowKey::ZERO;
+        mask.set_exact(Field::InPort);
+        mask.set(Field::NwSrc, 0xffff_ffff);
+        for i in 0..100u32 {
+            let mut k = FlowKey::ZERO;
+            k.set(Field::InPort, 1);
+            k.set(Field::NwSrc, u128::from(0x0a01_0000 + i));
+            c.insert(MegaflowEntry {
+                key: k.masked(&mask),
+                mask,
+                actions: Box::new([]),
+                drop: None,
+                tags: Box::new([]),
+                fdb: None,
+                src_slot: None,
+                rules: Box::new([]),
+                packets: 0,
+                bytes: 0,
+                used_ms: 0,
+            });
+        }
+        assert_eq!(c.stats().entries, 100);
+    }
+}

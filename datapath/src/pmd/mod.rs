@@ -188,6 +188,32 @@ impl Pmd {
         self.stats.busy_ns += ns;
     }
 
+    /// Installs a megaflow directly (benches and tests that need an exact
+    /// cache shape, e.g. N subtables). The entry must be consistent with
+    /// what the slow path would produce for the traffic it is used on.
+    pub fn install_megaflow(
+        &mut self,
+        snap: &Snapshot,
+        key: FlowKey,
+        mask: crate::flow::FlowMask,
+        actions: Vec<crate::pipeline::DpAction>,
+    ) -> MegaflowId {
+        self.sync_generation(snap);
+        self.megaflow.insert(MegaflowEntry {
+            key: key.masked(&mask),
+            mask,
+            actions: actions.into_boxed_slice(),
+            drop: None,
+            tags: Box::new([]),
+            fdb: None,
+            src_slot: None,
+            rules: Box::new([]),
+            packets: 0,
+            bytes: 0,
+            used_ms: 0,
+        })
+    }
+
     fn sync_generation(&mut self, snap: &Snapshot) {
         if self.generation == snap.generation {
             return;

@@ -7,7 +7,7 @@
 //! other port's.
 
 use super::{LinkState, Port, PortCounters, PortError, PortKind, PortStats};
-use crate::packet::{Batch, Packet, PacketPool};
+use crate::packet::{Batch, Packet, PacketPool, BATCH_SIZE};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
@@ -167,10 +167,11 @@ impl Port for MemoryPort {
             bytes += p.len() as u64;
             r.to_host.push_back(p);
         }
-        // Buffers parked in the host rings come from the switch's pool; give
-        // the pool back one spare for each one it lent, so neither side
-        // starves and nothing is allocated in steady state.
-        while r.spare.len() > self.shared.capacity {
+        // Buffers the host recycled come from the switch's pool: keep a
+        // couple of bursts' worth for the host to inject with and give the
+        // rest back, so the pool never starves and steady state allocates
+        // nothing.
+        while r.spare.len() > 2 * BATCH_SIZE {
             if let Some(p) = r.spare.pop() {
                 pool.free(p);
             }

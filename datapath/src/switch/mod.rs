@@ -823,6 +823,12 @@ impl Switch {
         total
     }
 
+    /// Runs `f` with PMD `index`'s context (benches preloading caches).
+    pub fn with_pmd<R>(&self, index: usize, f: impl FnOnce(&mut Pmd, &Snapshot) -> R) -> R {
+        let snap = self.snap.load_full();
+        f(&mut self.pmds[index].lock(), &snap)
+    }
+
     /// Runs `f` with PMD 0's buffer pool (hosts injecting into memory ports
     /// borrow buffers from the switch so steady state allocates nothing).
     pub fn with_pool<R>(&self, f: impl FnOnce(&mut PacketPool) -> R) -> R {
