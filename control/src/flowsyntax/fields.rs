@@ -361,6 +361,16 @@ pub(crate) fn known_names() -> impl Iterator<Item = &'static str> {
         .chain(SHORTHANDS.iter().map(|s| s.0))
 }
 
+/// Words of a rule that are not match fields, offered as suggestions too.
+const RULE_WORDS: [&str; 6] = [
+    "table",
+    "priority",
+    "cookie",
+    "idle_timeout",
+    "hard_timeout",
+    "actions",
+];
+
 /// True when `name` is a match field or shorthand.
 pub(crate) fn is_field_name(name: &str) -> bool {
     find_spec(name).is_some() || SHORTHANDS.iter().any(|s| s.0 == name)
@@ -419,7 +429,7 @@ impl<'s> MatchBuilder<'s> {
             return Err(FlowSyntaxError::UnknownField {
                 name: name.to_string(),
                 column,
-                suggestion: suggestion(name, known_names()),
+                suggestion: suggestion(name, known_names().chain(RULE_WORDS)),
             });
         };
         let Some(value) = value else {

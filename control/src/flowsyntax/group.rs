@@ -124,7 +124,7 @@ fn parse_bucket(
             continue;
         }
         match tok.text.strip_prefix("actions=") {
-            Some(rest) if rest.is_empty() => {}
+            Some("") => {}
             Some(rest) => actions.push(tok.skip(tok.text.len() - rest.len())),
             None => actions.push(*tok),
         }
