@@ -14,5 +14,6 @@ pub mod pipeline;
 pub mod pmd;
 pub mod port;
 pub mod switch;
+pub mod sys;
 
 pub use drop::{DropCounters, DropReason};
