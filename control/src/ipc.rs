@@ -95,7 +95,7 @@ pub enum IpcError {
     #[error("message of more than {MAX_MESSAGE_BYTES} bytes")]
     TooLarge,
     /// The daemon answered with an error.
-    #[error("{0}")]
+    #[error(transparent)]
     Api(#[from] ApiError),
 }
 

@@ -345,6 +345,8 @@ pub fn call_vswitchd(run: &RunDir, req: &Request) -> Result<Reply, CliError> {
 pub fn read_call(run: &RunDir, req: &Request) -> Result<Reply, CliError> {
     match Client::connect(&run.controld_socket(), "vswitchctl", CALL_TIMEOUT) {
         Ok(mut c) => match c.call(req) {
+            // vswitch-controld answered that vswitchd is down: no fallback.
+            Err(e @ IpcError::Api(_)) => return Err(e.into()),
             Err(e) if e.is_unreachable() => {}
             other => return Ok(other?),
         },
