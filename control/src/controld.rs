@@ -247,6 +247,9 @@ impl Controld {
     }
 
     fn status(&self) -> StatusReply {
+        // Check the datapath now rather than report the last tick's view:
+        // `vswitchctl start` waits on this answer after restarting vswitchd.
+        self.tick();
         let core = self.core.lock();
         let mut details = BTreeMap::from([
             (
