@@ -15,5 +15,6 @@ pub mod pmd;
 pub mod port;
 pub mod switch;
 pub mod sys;
+pub mod wire;
 
 pub use drop::{DropCounters, DropReason};

@@ -117,14 +117,14 @@ fn rule() -> impl Strategy<Value = Rule> {
 
 #[derive(Clone, Debug)]
 enum Op {
-    Add(Rule),
+    Add(Box<Rule>),
     DelStrict(usize),
     Send(Vec<Pkt>),
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        3 => rule().prop_map(Op::Add),
+        3 => rule().prop_map(|r| Op::Add(Box::new(r))),
         1 => any::<usize>().prop_map(Op::DelStrict),
         3 => proptest::collection::vec(pkt(), 1..12).prop_map(Op::Send),
     ]
@@ -173,8 +173,8 @@ proptest! {
         for op in ops {
             match op {
                 Op::Add(r) => {
-                    lab.sw.add_flow("br0", r.clone()).unwrap();
-                    model.add(r);
+                    lab.sw.add_flow("br0", (*r).clone()).unwrap();
+                    model.add(*r);
                 }
                 Op::DelStrict(i) => {
                     if model.rules.is_empty() {

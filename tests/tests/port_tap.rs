@@ -68,6 +68,24 @@ impl Pair {
         Pair { p1, p2, ns1, ns2 }
     }
 
+    /// True when both ports run on io_uring (the default); says so when
+    /// the kernel has none and the ports run on plain calls.
+    fn uses_io_uring(&self) -> bool {
+        let on = self.p1.io_mode() == TapIo::IoUring && self.p2.io_mode() == TapIo::IoUring;
+        if !on {
+            eprintln!("NOTE: io_uring unavailable here; ports run on plain system calls");
+        }
+        on
+    }
+
+    /// A port that started on io_uring must not have fallen back.
+    fn assert_no_io_uring_fallback(&self, started_on_io_uring: bool) {
+        if started_on_io_uring {
+            assert_eq!(self.p1.io_mode(), TapIo::IoUring);
+            assert_eq!(self.p2.io_mode(), TapIo::IoUring);
+        }
+    }
+
     fn forward(&self) -> Forwarder {
         Forwarder::start(self.p1.clone(), self.p2.clone(), FORWARD_LIMIT)
     }
@@ -146,8 +164,10 @@ fn tcp_100mib_verified_with_offloads_on_crosses_as_gso_frames() {
     let pair = Pair::new(true, None, 1);
     assert!(pair.p1.offload_caps().tso && pair.p1.offload_caps().partial_csum);
     let fwd = pair.forward();
+    let uring = pair.uses_io_uring();
     let gbps = tcp_transfer(&pair, 100 << 20);
     let (ab, ba) = fwd.stop();
+    pair.assert_no_io_uring_fallback(uring);
     eprintln!(
         "TCP 100 MiB through TAP ports, offloads on: {gbps:.2} Gbit/s; a->b {ab:?}; b->a {ba:?}"
     );
@@ -168,8 +188,10 @@ fn tcp_100mib_verified_with_offloads_off_has_no_gso_frames() {
     assert_eq!(pair.p1.offload_caps(), Default::default());
     assert!(!pair.p1.has_vnet_hdr());
     let fwd = pair.forward();
+    let uring = pair.uses_io_uring();
     let gbps = tcp_transfer(&pair, 100 << 20);
     let (ab, ba) = fwd.stop();
+    pair.assert_no_io_uring_fallback(uring);
     eprintln!("TCP 100 MiB through TAP ports, offloads off: {gbps:.2} Gbit/s; a->b {ab:?}");
     assert_eq!(ab.gso_frames + ba.gso_frames, 0);
     assert_eq!(ab.partial_csum_frames + ba.partial_csum_frames, 0);
@@ -181,21 +203,20 @@ fn tcp_100mib_verified_with_offloads_off_has_no_gso_frames() {
 }
 
 #[test]
-fn tcp_100mib_verified_through_io_uring_ports_offloads_on_and_off() {
-    if !require_root("tcp_100mib_verified_through_io_uring_ports_offloads_on_and_off") {
+fn tcp_100mib_verified_through_plain_syscall_ports_offloads_on_and_off() {
+    if !require_root("tcp_100mib_verified_through_plain_syscall_ports_offloads_on_and_off") {
         return;
     }
     let _g = serial();
     for offloads in [true, false] {
-        let pair = Pair::build(offloads, None, |c| c.io = TapIo::IoUring);
-        assert_eq!(pair.p1.io_mode(), TapIo::IoUring, "io_uring not available");
+        let pair = Pair::build(offloads, None, |c| c.io = TapIo::Syscalls);
+        assert_eq!(pair.p1.io_mode(), TapIo::Syscalls);
         let fwd = pair.forward();
         let gbps = tcp_transfer(&pair, 100 << 20);
         let (ab, _) = fwd.stop();
-        eprintln!("TCP 100 MiB, io_uring, offloads {offloads}: {gbps:.2} Gbit/s; a->b {ab:?}");
-        // Still io_uring at the end: no fallback happened on the way.
-        assert_eq!(pair.p1.io_mode(), TapIo::IoUring);
-        assert_eq!(pair.p2.io_mode(), TapIo::IoUring);
+        eprintln!(
+            "TCP 100 MiB, plain syscalls, offloads {offloads}: {gbps:.2} Gbit/s; a->b {ab:?}"
+        );
         assert_eq!(ab.gso_frames > 0, offloads, "{ab:?}");
         assert_eq!(pair.p1.stats().rx_errors + pair.p2.stats().tx_errors, 0);
     }
@@ -342,6 +363,22 @@ fn multi_queue_tap_opens_one_fd_per_queue_and_forwards() {
     ping(&pair.ns1, &[IP2]);
     tcp_transfer(&pair, 16 << 20);
     fwd.stop();
+
+    // A persistent multi-queue TAP re-attaches with all its queues.
+    let ns = Netns::new("tapc");
+    let mut c = config(&ns, 3, true, None);
+    c.queues = 2;
+    c.persist = true;
+    drop(TapPort::create(&c).expect("create persistent multi-queue"));
+    let p = TapPort::reattach(&c).expect("reattach multi-queue");
+    assert_eq!(p.rx_queues(), 2);
+    // A single-queue attach to a multi-queue device is refused.
+    c.queues = 1;
+    match TapPort::reattach(&c) {
+        Err(TapError::NotATap { .. }) => {}
+        other => panic!("expected NotATap, got {other:?}"),
+    }
+    p.destroy().expect("destroy");
 }
 
 #[test]
@@ -403,20 +440,53 @@ fn persistent_tap_survives_drop_and_reattaches_with_its_addresses() {
 }
 
 #[test]
-fn non_persistent_tap_disappears_when_the_port_is_dropped() {
-    if !require_root("non_persistent_tap_disappears_when_the_port_is_dropped") {
+fn new_tap_is_ready_at_once_and_non_persistent_one_disappears_on_drop() {
+    if !require_root("new_tap_is_ready_at_once_and_non_persistent_one_disappears_on_drop") {
         return;
     }
     let _g = serial();
     let ns = Netns::new("tapa");
+    ns.exec_ok("ip", &["link", "set", "lo", "down"]);
     let p = TapPort::create(&config(&ns, 1, true, None)).expect("create");
     ns.exec_ok("ip", &["link", "show", "eth0"]);
+    // The container gets a ready interface: loopback up too, and the IPv6
+    // address usable at once (no DAD, so never "tentative").
+    let lo = ns.exec_ok("ip", &["-o", "link", "show", "lo"]);
+    assert!(lo.contains(",UP"), "{lo}");
+    let v6 = ns.exec_ok(
+        "ip",
+        &["-6", "-o", "addr", "show", "dev", "eth0", "scope", "global"],
+    );
+    assert!(
+        v6.contains("fd00:99::1/64") && !v6.contains("tentative"),
+        "{v6}"
+    );
     drop(p);
     let deadline = Instant::now() + Duration::from_secs(5);
     while ns.exec("ip", &["link", "show", "eth0"]).status.success() {
         assert!(Instant::now() < deadline, "eth0 outlived its port");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+#[test]
+fn host_side_tap_without_namespace_is_named_after_the_port() {
+    if !require_root("host_side_tap_without_namespace_is_named_after_the_port") {
+        return;
+    }
+    let _g = serial();
+    let mut c = TapConfig::new(&unique_name("tph"));
+    c.mac = Some([0x02, 0x11, 0x22, 0x33, 0x44, 0x55]);
+    c.mtu = Some(4000);
+    let p = TapPort::create(&c).expect("create");
+    assert_eq!(p.ifname(), c.name);
+    let link = tests::ip(&["-o", "link", "show", &c.name]);
+    assert!(link.contains("02:11:22:33:44:55"), "{link}");
+    assert!(link.contains("mtu 4000") && link.contains(",UP"), "{link}");
+    drop(p);
+    assert!(!tests::run("ip", &["link", "show", &c.name])
+        .status
+        .success());
 }
 
 /// Names of the links in the root namespace.
@@ -452,6 +522,20 @@ fn busy_name_and_missing_namespace_are_clear_errors_leaving_nothing_behind() {
     assert_eq!(before, after, "temporary TAP left in the root namespace");
     let links = ns.exec_ok("ip", &["-o", "link", "show"]);
     assert_eq!(links.lines().count(), 2, "{links}"); // lo and eth0
+
+    // Re-attaching to an interface that is not a TAP is refused by name.
+    let other = Netns::new("tapb");
+    other.exec_ok(
+        "ip",
+        &[
+            "link", "add", "eth0", "type", "veth", "peer", "name", "eth1",
+        ],
+    );
+    let c = config(&other, 1, true, None);
+    match TapPort::reattach(&c) {
+        Err(e @ TapError::NotATap { .. }) => assert!(e.to_string().contains("not a TAP")),
+        other => panic!("expected NotATap, got {other:?}"),
+    }
 
     let missing = format!("{}x", ns.name());
     let mut c = config(&ns, 3, true, None);
@@ -636,6 +720,81 @@ fn tcp_throughput_report_tap_vs_kernel_bridge() {
             m / b
         );
     }
+}
+
+/// Small-frame rate report (not a test of a figure): 60-byte UDP frames
+/// from ns1 through two TAP ports to ns2, plain system calls against
+/// io_uring, interleaved. The generator is one `send()` per datagram, so
+/// the offered rate is printed too.
+#[test]
+#[ignore = "benchmark: run with --ignored --nocapture (release build)"]
+fn small_frame_rate_report_syscalls_vs_io_uring() {
+    if !require_root("small_frame_rate_report_syscalls_vs_io_uring") || !have_tool("ping") {
+        return;
+    }
+    let _g = serial();
+    let count = 400_000u64;
+    for round in 0..3 {
+        for io in [TapIo::Syscalls, TapIo::IoUring] {
+            let pair = Pair::build(true, None, |c| c.io = io);
+            let fwd = pair.forward();
+            ping(&pair.ns1, &[IP2]);
+            let addr = format!("{IP2}:5401");
+            let rx = pair
+                .ns2
+                .spawn(TRAFCHECK, &["udp-recv", &addr, &count.to_string(), "500"]);
+            std::thread::sleep(Duration::from_millis(200));
+            let out = pair
+                .ns1
+                .exec_ok(TRAFCHECK, &["udp-send", &addr, &count.to_string(), "18"]);
+            let secs: f64 = out
+                .split_whitespace()
+                .nth(2)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(f64::MAX);
+            let received = String::from_utf8_lossy(&rx.wait().stdout).into_owned();
+            let (ab, _) = fwd.stop();
+            eprintln!(
+                "round {round} io={io:?}: offered {:.0} kpps, forwarded {:.0} kpps ({} frames), \
+                 ns2 app {received:?}, ns1 eth0 tx_dropped {}",
+                count as f64 / secs / 1e3,
+                ab.tx_packets as f64 / secs / 1e3,
+                ab.tx_packets,
+                pair.ns1
+                    .exec_ok("cat", &["/sys/class/net/eth0/statistics/tx_dropped"])
+                    .trim()
+            );
+        }
+    }
+}
+
+#[test]
+fn namespace_deleted_under_a_reattached_tap_is_caught_by_the_health_check() {
+    if !require_root("namespace_deleted_under_a_reattached_tap_is_caught_by_the_health_check") {
+        return;
+    }
+    let _g = serial();
+    let ns = Netns::new("tapa");
+    let mut c = config(&ns, 1, true, None);
+    c.persist = true;
+    drop(TapPort::create(&c).expect("create"));
+    let p = TapPort::reattach(&c).expect("reattach");
+    assert_eq!(p.check_device(), LinkState::Up);
+    ns.delete();
+    // The queue opened inside the namespace keeps it (and the device)
+    // alive, so the data path sees nothing wrong; only the health check
+    // can tell.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut pool = PacketPool::new(8, 0, 128);
+    let mut batch = Batch::new();
+    assert!(p.rx_burst(0, &mut pool, &mut batch).is_ok());
+    assert_eq!(p.link(), LinkState::Up);
+    assert_eq!(p.check_device(), LinkState::Down(DownReason::DeviceGone));
+    assert_eq!(p.link(), LinkState::Down(DownReason::DeviceGone));
+    assert_eq!(p.tap_stats().device_gone, 1);
+    assert!(p.rx_burst(0, &mut pool, &mut batch).is_err());
+    // del-port still works and frees the orphaned namespace with it.
+    p.destroy().expect("destroy");
 }
 
 #[test]

@@ -12,7 +12,7 @@ use datapath::pipeline::{Bucket, Group, GroupType};
 
 /// Parses one group.
 pub(crate) fn parse_group(text: &str, ports: &dyn PortNames) -> Result<Group, FlowSyntaxError> {
-    let src = Source { text };
+    let src = Source::new(text);
     let tokens = tokenize(&src, 0)?;
     let mut id: Option<(u32, usize)> = None;
     let mut kind: Option<(GroupType, usize)> = None;

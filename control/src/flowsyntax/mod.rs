@@ -11,6 +11,56 @@
 //! emits one canonical form, so `format_rule(parse_rule(s))` is a fixed
 //! point and `parse_rule(format_rule(r)) == r` for every rule the parser
 //! accepts. Errors carry the 1-based column of the offending token.
+//!
+//! # Reference
+//!
+//! Tokens are separated by commas and/or white space (not inside
+//! parentheses). Numbers are decimal or `0x` hexadecimal.
+//!
+//! | rule attribute | value |
+//! |---|---|
+//! | `table` | 0..=254 (default 0) |
+//! | `priority` | 0..=65535 (default 32768) |
+//! | `cookie` | 64-bit number |
+//! | `idle_timeout`, `hard_timeout` | seconds, 0..=65535 (0 = never) |
+//! | `actions` | must come last: the rest of the line is the action list |
+//!
+//! | match field | value | mask | needs |
+//! |---|---|---|---|
+//! | `in_port` | port name, number or `LOCAL` | no | |
+//! | `tun_id`, `tun_src`, `tun_dst` | number; IPv4 | yes | |
+//! | `dl_src`, `dl_dst` | `xx:xx:xx:xx:xx:xx` | yes | |
+//! | `dl_type` | 16-bit number | no | |
+//! | `dl_vlan` | VID 0..=4095, `0xffff` = untagged | no | |
+//! | `dl_vlan_pcp` | 0..=7 | no | |
+//! | `vlan_tci` | raw TCI, `0x1000` = tag present | yes | |
+//! | `nw_src`, `nw_dst` | IPv4, `/len` or `/a.b.c.d` | yes | ip or arp |
+//! | `ipv6_src`, `ipv6_dst` | IPv6, `/len` or `/mask` | yes | ipv6 |
+//! | `ipv6_label` | 20-bit number | yes | ipv6 |
+//! | `nw_proto` | 0..=255 (ARP opcode on arp) | no | ip, ipv6 or arp |
+//! | `nw_tos`, `ip_dscp`, `ip_ecn`, `nw_ttl` | numbers | no | ip or ipv6 |
+//! | `ip_frag` | `no`, `yes`, `first`, `later`, `not_later` | (named) | ip or ipv6 |
+//! | `tp_src`, `tp_dst` | 0..=65535 | yes | tcp, udp or sctp |
+//! | `tcp_flags` | 12-bit number, or `+syn-ack` style | yes | tcp |
+//! | `icmp_type`, `icmp_code` | 0..=255 | no | icmp |
+//! | `icmpv6_type`, `icmpv6_code` | 0..=255 | no | icmp6 |
+//! | `arp_op`, `arp_spa`, `arp_tpa`, `arp_sha`, `arp_tha` | number; IPv4; MAC | (addresses) | arp |
+//!
+//! Shorthands: `ip`, `ipv6`, `arp`, `icmp`, `tcp`, `udp`, `sctp`, `icmp6`,
+//! `tcp6`, `udp6`, `sctp6`. A field may be given once; two fields that set
+//! the same bits (`tcp,nw_proto=17`) must agree.
+//!
+//! Actions: `output:P` (or a bare port), `NORMAL`, `FLOOD`, `ALL`,
+//! `IN_PORT`, `LOCAL`, `drop` (alone), `mod_vlan_vid:N`, `mod_vlan_pcp:N`,
+//! `strip_vlan`/`pop_vlan`, `push_vlan:0x8100|0x88a8`, `mod_dl_src:MAC`,
+//! `mod_dl_dst:MAC`, `mod_nw_src:IP`, `mod_nw_dst:IP`, `mod_tp_src:N`,
+//! `mod_tp_dst:N`, `dec_ttl`, `set_tunnel:VNI`, `set_field:V->F` (F one of
+//! `tun_id`, `eth_src`, `eth_dst`, `ip_src`, `ip_dst`, `tcp_src`,
+//! `tcp_dst`, `udp_src`, `udp_dst`, `vlan_vid`, `vlan_pcp`),
+//! `resubmit(,T)`, `goto_table:T` (last, to a later table), `group:G`.
+//!
+//! Groups: `group_id=G,type=select|all,bucket=ACTIONS,...`; a bucket may
+//! start with `weight:N` and its actions with `actions=`.
 
 mod actions;
 mod error;
@@ -136,7 +186,7 @@ pub fn format_actions(actions: &[Action], ports: &dyn PortNames) -> String {
 /// Parses a bare action list (no `actions=` prefix), as in a bucket or a
 /// `mod-flows` command.
 pub fn parse_actions(text: &str, ports: &dyn PortNames) -> Result<Vec<Action>, FlowSyntaxError> {
-    let src = lex::Source { text };
+    let src = lex::Source::new(text);
     let tokens = lex::tokenize(&src, 0)?;
     actions::parse_actions(&src, &tokens, ports, actions::ActionPlace::Free)
 }

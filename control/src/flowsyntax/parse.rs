@@ -110,7 +110,7 @@ fn parse_head<'a>(
 
 /// Parses a rule: `[table=T,][priority=P,]...,MATCH,actions=ACTIONS`.
 pub(crate) fn parse_rule(text: &str, ports: &dyn PortNames) -> Result<Rule, FlowSyntaxError> {
-    let src = Source { text };
+    let src = Source::new(text);
     let head = parse_head(&src, ports, false)?;
     let Some(action_tokens) = head.actions else {
         return Err(FlowSyntaxError::MissingActions {
@@ -132,7 +132,7 @@ pub(crate) fn parse_rule(text: &str, ports: &dyn PortNames) -> Result<Rule, Flow
 
 /// Parses a match without actions, with optional `table=` and `priority=`.
 pub(crate) fn parse_match(text: &str, ports: &dyn PortNames) -> Result<MatchSpec, FlowSyntaxError> {
-    let src = Source { text };
+    let src = Source::new(text);
     let head = parse_head(&src, ports, true)?;
     Ok(MatchSpec {
         table: head.table,

@@ -1176,3 +1176,113 @@ fn hand_built_matches_still_print_every_bit() {
     x.set(Field::NwTos, 0x10, 0xf0);
     assert_eq!(format_match(&x, &NumericPorts), "ip,nw_tos=0x10/0xf0");
 }
+
+#[test]
+fn long_action_lists_parse_in_one_pass() {
+    let p = ports();
+    let text = format!(
+        "priority=1,actions={}",
+        vec!["output:tap2"; 20_000].join(",")
+    );
+    let r = parse_rule(&text, &p).unwrap();
+    assert_eq!(r.actions.len(), 20_000);
+    assert!(r.actions.iter().all(|a| *a == Action::Output(2)));
+    let bad = format!("{text},bogus");
+    assert_eq!(err(&bad).column(), text.len() + 2);
+}
+
+/// Parsed matches select the frames they mean: keys come from the
+/// datapath's extractor run on frames built byte for byte.
+#[test]
+fn parsed_matches_select_real_frames() {
+    use datapath::flow::extract;
+    use datapath::packet::TunnelMeta;
+    use etherparse::PacketBuilder;
+
+    const A: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
+    const B: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0b];
+    let v6_src = [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+    let v6_dst = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+    let mut tcp = Vec::new();
+    PacketBuilder::ethernet2(A, B)
+        .ipv4([10, 0, 0, 5], [10, 0, 1, 7], 64)
+        .tcp(40000, 80, 1, 1024)
+        .syn()
+        .write(&mut tcp, b"hello")
+        .unwrap();
+    let mut udp6 = Vec::new();
+    PacketBuilder::ethernet2(A, B)
+        .ipv6(v6_src, v6_dst, 32)
+        .udp(5353, 53)
+        .write(&mut udp6, b"q")
+        .unwrap();
+    let mut icmp = Vec::new();
+    PacketBuilder::ethernet2(A, B)
+        .ipv4([10, 0, 0, 5], [10, 0, 0, 1], 64)
+        .icmpv4_echo_request(7, 1)
+        .write(&mut icmp, b"ping")
+        .unwrap();
+    // ARP request 10.0.0.5 (A) asks for 10.0.0.1 (RFC 826 layout).
+    let mut arp = vec![0xff; 6];
+    arp.extend_from_slice(&A);
+    arp.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4, 0, 1]);
+    arp.extend_from_slice(&A);
+    arp.extend_from_slice(&[10, 0, 0, 5, 0, 0, 0, 0, 0, 0, 10, 0, 0, 1]);
+    arp.resize(60, 0);
+
+    let meta = TunnelMeta::default();
+    let key = |f: &[u8]| extract(f, 1, &meta).unwrap().key;
+    let (tcp, udp6, icmp, arp) = (key(&tcp), key(&udp6), key(&icmp), key(&arp));
+    // (match, on tcp, on udp6, on icmp, on arp)
+    for (text, want) in [
+        ("in_port=tap1", [true; 4]),
+        ("dl_src=02:00:00:00:00:0a", [true; 4]),
+        (
+            "dl_dst=01:00:00:00:00:00/01:00:00:00:00:00",
+            [false, false, false, true],
+        ),
+        ("ip", [true, false, true, false]),
+        ("tcp", [true, false, false, false]),
+        ("tcp,tp_dst=80", [true, false, false, false]),
+        ("tcp,tp_dst=0x50/0xfff0", [true, false, false, false]),
+        ("tcp,tp_dst=443", [false; 4]),
+        (
+            "tcp,tp_src=40000,tcp_flags=+syn-ack",
+            [true, false, false, false],
+        ),
+        ("tcp,tcp_flags=+ack", [false; 4]),
+        ("ip,nw_src=10.0.0.0/24", [true, false, true, false]),
+        (
+            "ip,nw_dst=10.0.1.0/255.255.255.0",
+            [true, false, false, false],
+        ),
+        (
+            "ip,nw_ttl=64,nw_tos=0,ip_frag=no",
+            [true, false, true, false],
+        ),
+        ("ip,ip_frag=yes", [false; 4]),
+        ("udp6,tp_dst=53", [false, true, false, false]),
+        (
+            "ipv6,ipv6_src=fe80::/10,ipv6_dst=2001:db8::2,nw_ttl=32",
+            [false, true, false, false],
+        ),
+        ("icmp,icmp_type=8,icmp_code=0", [false, false, true, false]),
+        ("icmp,icmp_type=0", [false; 4]),
+        (
+            "arp,arp_op=1,arp_spa=10.0.0.5,arp_tpa=10.0.0.1",
+            [false, false, false, true],
+        ),
+        (
+            "arp,arp_sha=02:00:00:00:00:0a,arp_tha=00:00:00:00:00:00",
+            [false, false, false, true],
+        ),
+        ("arp,nw_src=10.0.0.5", [false, false, false, true]),
+        ("dl_vlan=0xffff", [true; 4]),
+        ("dl_vlan=1", [false; 4]),
+    ] {
+        let x = m(text);
+        for (k, (key, expected)) in [tcp, udp6, icmp, arp].iter().zip(want).enumerate() {
+            assert_eq!(x.matches(key), expected, "{text} on frame {k}");
+        }
+    }
+}

@@ -222,7 +222,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn tok(s: &str) -> (Source<'_>, Token<'_>) {
-        (Source { text: s }, Token { start: 0, text: s })
+        (Source::new(s), Token { start: 0, text: s })
     }
 
     #[test]

@@ -132,6 +132,29 @@ impl NetnsHandle {
     }
 }
 
+/// The identity (device, inode) of the namespace `/run/netns/NAME` refers
+/// to: equal identities mean the same namespace, so a namespace deleted
+/// and re-created under the same name is told apart.
+pub fn netns_identity(name: &str) -> Result<(u64, u64), NetnsError> {
+    use std::os::unix::fs::MetadataExt;
+    if !valid_name(name) {
+        return Err(NetnsError::InvalidName {
+            name: name.to_owned(),
+        });
+    }
+    let path: PathBuf = [NETNS_RUN_DIR, name].iter().collect();
+    match std::fs::metadata(&path) {
+        Ok(m) => Ok((m.dev(), m.ino())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(NetnsError::Missing {
+            name: name.to_owned(),
+        }),
+        Err(e) => Err(NetnsError::Open {
+            name: name.to_owned(),
+            source: e,
+        }),
+    }
+}
+
 /// Runs `f` on a new thread inside namespace `ns` and returns its result.
 /// Sockets and files `f` opens belong to that namespace; the calling
 /// thread's namespace is unchanged.

@@ -6,7 +6,7 @@
 //! vsw-trafcheck tcp-recv ADDR:PORT BYTES     # prints "ok BYTES SECONDS"
 //! vsw-trafcheck tcp-send ADDR:PORT BYTES
 //! vsw-trafcheck udp-recv ADDR:PORT COUNT IDLE_MS   # prints "received N bad M"
-//! vsw-trafcheck udp-send ADDR:PORT COUNT SIZE      # prints "sent N"
+//! vsw-trafcheck udp-send ADDR:PORT COUNT SIZE      # prints "sent N SECONDS"
 //! ```
 
 use std::io::{Read, Write};
@@ -167,6 +167,7 @@ fn udp_send(addr: SocketAddr, count: u64, size: usize) -> Result<(), String> {
     let size = size.clamp(8, 65000);
     let mut buf = vec![0u8; size];
     let mut sent = 0u64;
+    let t0 = Instant::now();
     for seq in 0..count {
         buf[..8].copy_from_slice(&seq.to_le_bytes());
         fill(seq * 65536, &mut buf[8..]);
@@ -176,7 +177,7 @@ fn udp_send(addr: SocketAddr, count: u64, size: usize) -> Result<(), String> {
             sent += 1;
         }
     }
-    println!("sent {sent}");
+    println!("sent {sent} {:.6}", t0.elapsed().as_secs_f64());
     Ok(())
 }
 

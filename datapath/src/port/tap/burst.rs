@@ -205,8 +205,12 @@ impl TapPort {
         let hdr = self.hdr_len();
         let mut slots: [Option<Packet>; BATCH_SIZE] = std::array::from_fn(|_| None);
         let mut ops = [Op::default(); BATCH_SIZE];
+        // Submit as many reads as the queue is likely to hold: an idle
+        // queue costs one read per poll, a busy one doubles up to a batch.
+        let window = &self.uring_window[q];
+        let want = window.load(Relaxed).clamp(1, BATCH_SIZE).min(out.room());
         let mut k = 0;
-        for (slot, op) in slots.iter_mut().zip(ops.iter_mut()).take(out.room()) {
+        for (slot, op) in slots.iter_mut().zip(ops.iter_mut()).take(want) {
             let Some(mut pkt) = pool.alloc_class(self.rx_class) else {
                 self.tap.rx_no_buffer.fetch_add(1, Relaxed);
                 break;
@@ -236,6 +240,7 @@ impl TapPort {
             rx.errors += 1;
             return true;
         }
+        let before = rx.packets;
         let mut unsupported = false;
         for (slot, op) in slots.iter_mut().zip(ops.iter()).take(k) {
             let Some(pkt) = slot.take() else { continue };
@@ -255,6 +260,9 @@ impl TapPort {
                 ReadFault::Error => rx.errors += 1,
             }
         }
+        let got = (rx.packets - before) as usize;
+        let next = if got == k { 2 * k } else { got + 1 };
+        window.store(next.clamp(1, BATCH_SIZE), Relaxed);
         if unsupported {
             // RWF_NOWAIT not supported on this kernel's TUN: plain reads.
             self.uring_off.store(true, Relaxed);
@@ -434,5 +442,294 @@ impl TapPort {
             return false;
         }
         true
+    }
+}
+
+/// The data path on real bytes without root: a `SOCK_SEQPACKET` pair keeps
+/// frame boundaries exactly like a TAP fd (one frame per read/write), so
+/// the port's queue is one end and the test plays the kernel on the other.
+#[cfg(test)]
+mod tests {
+    use super::super::device::TunQueue;
+    use super::super::{TapConfig, TapIo, TapPort};
+    use crate::packet::{Batch, GsoType, OffloadMeta, PacketPool, SizeClass};
+    use crate::port::{OffloadCaps, Port};
+    use std::io::{Read, Write};
+    use std::os::fd::OwnedFd;
+
+    /// A port whose single queue is a seqpacket socket; returns the peer.
+    fn port(offloads: bool, io: TapIo) -> (TapPort, std::fs::File) {
+        let (a, b) = seqpacket_pair();
+        let mut cfg = TapConfig::new("utap0");
+        cfg.offloads = offloads;
+        cfg.io = io;
+        let caps = OffloadCaps {
+            partial_csum: offloads,
+            tso: offloads,
+            uso: false,
+        };
+        let p = TapPort::from_parts(
+            &cfg,
+            vec![TunQueue::from_fd(a)],
+            caps,
+            [2, 0, 0, 0, 0, 1],
+            1500,
+        );
+        (p, std::fs::File::from(b))
+    }
+
+    /// False (with a message) when this kernel gives no io_uring, e.g.
+    /// `kernel.io_uring_disabled`; the port then runs on plain calls.
+    fn uring_available(p: &TapPort, test: &str) -> bool {
+        if p.io_mode() == TapIo::IoUring {
+            return true;
+        }
+        eprintln!("SKIP {test}: io_uring not available");
+        false
+    }
+
+    fn seqpacket_pair() -> (OwnedFd, OwnedFd) {
+        // std has no seqpacket pair; a stream pair would merge frames.
+        let mut fds = [0; 2];
+        // SAFETY: `fds` is valid for two ints.
+        let rc = unsafe {
+            libc::socketpair(
+                libc::AF_UNIX,
+                libc::SOCK_SEQPACKET | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                0,
+                fds.as_mut_ptr(),
+            )
+        };
+        assert_eq!(rc, 0);
+        use std::os::fd::FromRawFd;
+        // SAFETY: both descriptors were just created and are owned here.
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+    }
+
+    /// A TCPv4 frame as a container's stack hands it to a TAP with TSO:
+    /// Ethernet + IPv4 + TCP headers, `payload` bytes, and the vnet header.
+    fn gso_frame(payload: usize) -> (Vec<u8>, Vec<u8>) {
+        let mut f = vec![0u8; 14 + 20 + 20 + payload];
+        f[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
+        f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        f[14] = 0x45;
+        for (i, b) in f[54..].iter_mut().enumerate() {
+            *b = (i % 251) as u8;
+        }
+        let meta = OffloadMeta {
+            flags: OffloadMeta::F_NEEDS_CSUM,
+            gso_type: GsoType::TcpV4,
+            gso_ecn: false,
+            hdr_len: 54,
+            gso_size: 1448,
+            csum_start: 34,
+            csum_offset: 16,
+        };
+        let mut h = vec![0u8; 12];
+        super::vnet::encode(&meta, &mut h);
+        (h, f)
+    }
+
+    fn receives_gso_and_small_frames_with_their_offload_state(io: TapIo) {
+        let (p, mut peer) = port(true, io);
+        if io == TapIo::IoUring && !uring_available(&p, "receives_gso_and_small_frames") {
+            return;
+        }
+        let (h, big) = gso_frame(65_000);
+        let (_, small) = gso_frame(40);
+        let mut w = h.clone();
+        w.extend_from_slice(&big);
+        peer.write_all(&w).unwrap();
+        let mut w = vec![0u8; 12];
+        w.extend_from_slice(&small);
+        peer.write_all(&w).unwrap();
+        let mut pool = PacketPool::new(8, 0, 8);
+        let mut out = Batch::new();
+        // io_uring starts an idle queue with a one-read window.
+        let mut n = 0;
+        for _ in 0..2 {
+            n += p.rx_burst(0, &mut pool, &mut out).unwrap();
+        }
+        assert_eq!(n, 2);
+        let pk = out.as_slice();
+        assert_eq!(pk[0].data(), &big[..]);
+        assert_eq!(pk[0].offload.gso_type, GsoType::TcpV4);
+        assert_eq!(pk[0].offload.csum_start, 34);
+        assert_eq!(pk[0].offload.gso_size, 1448);
+        assert_eq!(pk[0].size_class(), SizeClass::Gso);
+        assert_eq!(pk[1].data(), &small[..]);
+        assert_eq!(pk[1].offload, OffloadMeta::default());
+        // The small frame was moved out of the 64 KiB buffer.
+        assert_eq!(pk[1].size_class(), SizeClass::Standard);
+        let t = p.tap_stats();
+        assert_eq!(
+            (t.rx_gso_frames, t.rx_partial_csum, t.rx_small_copied),
+            (1, 1, 1)
+        );
+        let s = p.stats();
+        assert_eq!(s.rx_packets, 2);
+        assert_eq!(s.rx_bytes, (big.len() + small.len()) as u64);
+        // Queue empty now: no frame, no error.
+        assert_eq!(p.rx_burst(0, &mut pool, &mut out).unwrap(), 0);
+        pool.free_all(out.drain());
+    }
+
+    #[test]
+    fn receives_gso_and_small_frames_with_their_offload_state_syscalls() {
+        receives_gso_and_small_frames_with_their_offload_state(TapIo::Syscalls);
+    }
+
+    #[test]
+    fn receives_gso_and_small_frames_with_their_offload_state_io_uring() {
+        receives_gso_and_small_frames_with_their_offload_state(TapIo::IoUring);
+    }
+
+    fn transmits_with_vnet_header_in_front_in_order(io: TapIo) {
+        let (p, mut peer) = port(true, io);
+        if io == TapIo::IoUring && !uring_available(&p, "transmits_with_vnet_header") {
+            return;
+        }
+        let mut pool = PacketPool::new(40, 0, 2);
+        let mut batch = Batch::new();
+        let (h, big) = gso_frame(30_000);
+        let mut pkt = pool.alloc(big.len()).unwrap();
+        pkt.copy_from(&big);
+        pkt.offload = super::vnet::decode(&h).unwrap();
+        batch.push(pkt).unwrap();
+        for i in 0..20u8 {
+            let mut pkt = pool.alloc(60).unwrap();
+            pkt.copy_from(&[i; 60]);
+            batch.push(pkt).unwrap();
+        }
+        assert_eq!(p.tx_burst(0, &mut batch, &mut pool).unwrap(), 21);
+        assert!(batch.is_empty());
+        let mut buf = vec![0u8; 70_000];
+        let n = peer.read(&mut buf).unwrap();
+        assert_eq!(&buf[..12], &h[..]);
+        assert_eq!(&buf[12..n], &big[..]);
+        for i in 0..20u8 {
+            let n = peer.read(&mut buf).unwrap();
+            assert_eq!(n, 72);
+            assert_eq!(&buf[..12], &[0u8; 12]);
+            assert_eq!(&buf[12..72], &[i; 60]);
+        }
+        let s = p.stats();
+        assert_eq!((s.tx_packets, s.tx_dropped, s.tx_errors), (21, 0, 0));
+        assert_eq!(p.tap_stats().tx_gso_frames, 1);
+        // Every buffer went back to the pool.
+        assert_eq!(pool.stats().free[0], 40);
+    }
+
+    #[test]
+    fn transmits_with_vnet_header_in_front_in_order_syscalls() {
+        transmits_with_vnet_header_in_front_in_order(TapIo::Syscalls);
+    }
+
+    #[test]
+    fn transmits_with_vnet_header_in_front_in_order_io_uring() {
+        transmits_with_vnet_header_in_front_in_order(TapIo::IoUring);
+    }
+
+    #[test]
+    fn full_queue_on_transmit_is_a_counted_drop_not_an_error() {
+        let (p, _peer) = port(true, TapIo::Syscalls);
+        let mut pool = PacketPool::new(64, 0, 0);
+        // Fill the socket until it refuses (EAGAIN), never reading.
+        let mut sent_total = 0;
+        for _ in 0..200 {
+            let mut batch = Batch::new();
+            for _ in 0..32 {
+                let mut pkt = pool.alloc(1500).unwrap();
+                pkt.copy_from(&[7u8; 1500]);
+                batch.push(pkt).unwrap();
+            }
+            sent_total += p.tx_burst(0, &mut batch, &mut pool).unwrap();
+            if p.stats().tx_dropped > 0 {
+                break;
+            }
+        }
+        let s = p.stats();
+        assert!(s.tx_dropped > 0, "socket never filled");
+        assert_eq!(s.tx_errors, 0);
+        assert_eq!(s.tx_packets, sent_total as u64);
+    }
+
+    #[test]
+    fn plain_tap_refuses_gso_and_partial_checksum_frames_counted() {
+        let (p, mut peer) = port(false, TapIo::Syscalls);
+        let mut pool = PacketPool::new(8, 1, 1);
+        let mut batch = Batch::new();
+        let (h, big) = gso_frame(3000);
+        let mut pkt = pool.alloc(big.len()).unwrap();
+        pkt.copy_from(&big);
+        pkt.offload = super::vnet::decode(&h).unwrap();
+        batch.push(pkt).unwrap();
+        let mut pkt = pool.alloc(60).unwrap();
+        pkt.copy_from(&[9u8; 60]);
+        batch.push(pkt).unwrap();
+        assert_eq!(p.tx_burst(0, &mut batch, &mut pool).unwrap(), 1);
+        assert_eq!(p.tap_stats().tx_offload_unsupported, 1);
+        assert_eq!(p.stats().tx_dropped, 1);
+        let mut buf = [0u8; 100];
+        // No vnet header on a plain TAP.
+        assert_eq!(peer.read(&mut buf).unwrap(), 60);
+        assert_eq!(&buf[..60], &[9u8; 60]);
+    }
+
+    #[test]
+    fn malformed_vnet_header_is_a_counted_drop() {
+        let (p, mut peer) = port(true, TapIo::Syscalls);
+        let mut w = vec![0u8; 12 + 60];
+        w[1] = 3; // UFO, never negotiated
+        peer.write_all(&w).unwrap();
+        peer.write_all(&[0u8; 5]).unwrap(); // shorter than the header
+        let mut pool = PacketPool::new(8, 0, 4);
+        let mut out = Batch::new();
+        assert_eq!(p.rx_burst(0, &mut pool, &mut out).unwrap(), 0);
+        assert_eq!(p.tap_stats().rx_bad_header, 2);
+        assert_eq!(p.stats().rx_dropped, 2);
+    }
+
+    #[test]
+    fn empty_pool_stops_the_burst_and_is_counted() {
+        let (p, mut peer) = port(true, TapIo::IoUring);
+        let mut w = vec![0u8; 12 + 60];
+        w[12] = 1;
+        peer.write_all(&w).unwrap();
+        let mut pool = PacketPool::new(0, 0, 0);
+        let mut out = Batch::new();
+        assert_eq!(p.rx_burst(0, &mut pool, &mut out).unwrap(), 0);
+        assert_eq!(p.tap_stats().rx_no_buffer, 1);
+        // With buffers the frame is still there.
+        let mut pool = PacketPool::new(4, 0, 4);
+        assert_eq!(p.rx_burst(0, &mut pool, &mut out).unwrap(), 1);
+    }
+
+    #[test]
+    fn io_uring_read_window_grows_under_load_and_shrinks_when_idle() {
+        let (p, mut peer) = port(true, TapIo::IoUring);
+        if !uring_available(&p, "io_uring_read_window") {
+            return;
+        }
+        let mut pool = PacketPool::new(64, 0, 64);
+        let mut out = Batch::new();
+        let frame = vec![0u8; 12 + 60];
+        for _ in 0..40 {
+            peer.write_all(&frame).unwrap();
+        }
+        let mut got = Vec::new();
+        for _ in 0..8 {
+            let n = p.rx_burst(0, &mut pool, &mut out).unwrap();
+            got.push(n);
+            pool.free_all(out.drain());
+        }
+        // 1, 2, 4, 8, 16, then the rest (9), then nothing.
+        assert_eq!(got, vec![1, 2, 4, 8, 16, 9, 0, 0]);
+        assert_eq!(
+            p.uring_window[0].load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+        assert_eq!(p.io_mode(), TapIo::IoUring);
     }
 }

@@ -78,6 +78,13 @@ fn name_to_ifr(name: &str, ifr: &mut libc::ifreq) -> io::Result<()> {
 }
 
 impl TunQueue {
+    /// Wraps a descriptor with TAP read/write semantics (one frame per
+    /// call), e.g. one end of a `SOCK_SEQPACKET` pair in unit tests.
+    #[cfg(test)]
+    pub fn from_fd(fd: OwnedFd) -> TunQueue {
+        TunQueue { fd }
+    }
+
     /// Opens `/dev/net/tun` (non-blocking) and attaches it to interface
     /// `name` with `flags`, creating the device when none has that name
     /// in the calling thread's namespace.

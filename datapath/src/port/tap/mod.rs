@@ -17,9 +17,14 @@
 //! addresses and routes stay, and [`TapPort::reattach`] picks it up again
 //! by name. [`TapPort::destroy`] removes it for good.
 //!
-//! I/O is a non-blocking `read`/`write` per frame on the queue's fd; the
-//! vnet header is read into and written from the packet headroom right in
-//! front of the frame, so there is no copy besides the kernel's.
+//! I/O ([`TapIo`], see `burst.rs`): by default one io_uring submission per
+//! burst of reads or writes (`uring.rs`), else one non-blocking `read`/
+//! `write` per frame on the queue's fd. Either way the vnet header is read
+//! into and written from the packet headroom right in front of the frame,
+//! so there is no copy besides the kernel's. A device that disappears
+//! (EBADFD/ENODEV) takes the port down with a counted reason;
+//! [`TapPort::check_device`] catches a deleted namespace on the control
+//! path.
 
 mod burst;
 mod device;
@@ -34,11 +39,13 @@ use super::{
 };
 use crate::packet::{Batch, PacketPool, SizeClass};
 use crate::sys::netlink::{LinkChange, NetlinkError, RtNetlink, IFF_UP};
-use crate::sys::netns::{in_named_netns, NetnsError, NetnsHandle};
+use crate::sys::netns::{in_named_netns, netns_identity, NetnsError, NetnsHandle};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering::Relaxed,
+};
 
 /// Most queues a TAP port may have (the kernel's limit is 256; a switch
 /// with a few PMD threads never needs more).
@@ -52,12 +59,17 @@ const L2_OVERHEAD: usize = 14 + 4;
 
 /// How a TAP port moves frames between its queues and the kernel.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+///
+/// Measured through two TAP ports with a test forwarder (Linux 6.18, 2
+/// vCPU, interleaved runs): io_uring moved 1.3× the TCP throughput of plain
+/// calls with MTU-sized frames and the same with 64 KiB GSO frames, so it
+/// is the default.
 pub enum TapIo {
     /// One non-blocking `read`/`write` per frame.
-    #[default]
     Syscalls,
     /// One io_uring submission per burst (falls back to `Syscalls` when
     /// the kernel has no io_uring or refuses `RWF_NOWAIT` on TUN).
+    #[default]
     IoUring,
 }
 
@@ -369,6 +381,8 @@ pub struct TapPort {
     name: String,
     ifname: String,
     netns: Option<String>,
+    /// Identity of the namespace when the port was set up.
+    netns_id: Option<(u64, u64)>,
     queues: Vec<TunQueue>,
     vnet_hdr: bool,
     caps: OffloadCaps,
@@ -382,6 +396,9 @@ pub struct TapPort {
     urings: Vec<Option<UringQueue>>,
     /// Set when the kernel refused io_uring TUN I/O: plain calls from then.
     uring_off: AtomicBool,
+    /// Reads to submit in the next io_uring burst, per queue (only the
+    /// queue's PMD touches it).
+    uring_window: Vec<AtomicUsize>,
     link: AtomicU8,
     counters: PortCounters,
     tap: TapCounters,
@@ -544,6 +561,7 @@ impl TapPort {
             name: cfg.name.clone(),
             ifname: cfg.ifname().to_owned(),
             netns: cfg.netns.clone(),
+            netns_id: cfg.netns.as_deref().and_then(|n| netns_identity(n).ok()),
             queues,
             vnet_hdr: cfg.offloads,
             caps,
@@ -555,6 +573,7 @@ impl TapPort {
             io: cfg.io,
             urings,
             uring_off: AtomicBool::new(false),
+            uring_window: (0..cfg.queues).map(|_| AtomicUsize::new(1)).collect(),
             link: AtomicU8::new(LINK_UP),
             counters: PortCounters::default(),
             tap: TapCounters::default(),
@@ -576,6 +595,27 @@ impl TapPort {
         }
         // `self` drops here: the queues close and the kernel unregisters
         // the now non-persistent device.
+    }
+
+    /// Control-path health check (a few system calls; call it from the
+    /// main thread, e.g. once a second, never per packet). Takes the port
+    /// down with a counted reason when its namespace is gone or was
+    /// replaced by another of the same name.
+    ///
+    /// Needed because the data path only notices a deleted namespace when
+    /// the kernel unregisters the device, and a queue re-attached from
+    /// inside a namespace ([`TapPort::reattach`]) keeps that namespace
+    /// alive: the tun file holds the namespace it was opened in.
+    pub fn check_device(&self) -> LinkState {
+        if let (Some(name), Some(id)) = (self.netns.as_deref(), self.netns_id) {
+            match netns_identity(name) {
+                Ok(now) if now == id => {}
+                Ok(_) | Err(NetnsError::Missing { .. }) => self.mark_gone(),
+                // Unreadable for another reason: not proof it is gone.
+                Err(_) => {}
+            }
+        }
+        self.link()
     }
 
     /// The interface name (inside its namespace).
@@ -786,6 +826,8 @@ impl Port for TapPort {
     }
 
     fn rx_fd(&self, rxq: usize) -> Option<RawFd> {
+        // Once the device is gone the fd polls as EPOLLERR for ever: a
+        // sleeping PMD must stop watching it when `link()` turns Down.
         Some(self.queues[rxq % self.queues.len()].raw_fd())
     }
 
@@ -868,6 +910,25 @@ mod tests {
             e.to_string(),
             "port \"p0\": netns \"vsw-surely-missing-ns\" does not exist"
         );
+    }
+
+    #[test]
+    fn permission_errors_say_what_is_missing() {
+        let c = TapConfig::new("tap9");
+        let e = tun_error(&c, "TUNSETIFF", io::Error::from_raw_os_error(libc::EPERM));
+        assert!(matches!(e, TapError::Permission { .. }));
+        assert_eq!(
+            e.to_string(),
+            "port \"tap9\": TUNSETIFF: permission denied (needs CAP_NET_ADMIN)"
+        );
+        let e = tun_error(
+            &c,
+            "TUNSETOFFLOAD",
+            io::Error::from_raw_os_error(libc::EINVAL),
+        );
+        assert_eq!(e.to_string(), "port \"tap9\": TUNSETOFFLOAD failed");
+        let src = std::error::Error::source(&e).map(|s| s.to_string());
+        assert_eq!(src.as_deref(), Some("Invalid argument (os error 22)"));
     }
 
     #[test]
