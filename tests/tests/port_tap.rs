@@ -9,6 +9,7 @@
 //! cores and some tests look at every interface in the root namespace.
 
 use datapath::packet::{Batch, PacketPool};
+use datapath::pmd::IdleMode;
 use datapath::port::{DownReason, LinkState, Port, TapConfig, TapError, TapIo, TapPort};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -489,6 +490,40 @@ fn host_side_tap_without_namespace_is_named_after_the_port() {
         .success());
 }
 
+/// Two TAP ports as ports of the real switch (one bridge, the default
+/// NORMAL rule, PMD threads) instead of the test forwarder, for the
+/// throughput report (the switch's own system tests are in switch_tap.rs).
+struct SwitchPair {
+    switch: Arc<datapath::switch::Switch>,
+    pair: Pair,
+}
+
+impl SwitchPair {
+    fn new(offloads: bool, idle: IdleMode, cores: Vec<usize>) -> SwitchPair {
+        let pair = Pair::new(offloads, None, 1);
+        let cfg = datapath::switch::SwitchConfig {
+            pmd_cores: cores,
+            idle,
+            ..Default::default()
+        };
+        let switch = datapath::switch::Switch::new(cfg).expect("switch");
+        switch.add_bridge("br0").expect("bridge");
+        for (no, p) in [(1, &pair.p1), (2, &pair.p2)] {
+            let port: Arc<dyn Port> = p.clone();
+            switch
+                .add_port("br0", no, port, Default::default())
+                .expect("add port");
+        }
+        SwitchPair { switch, pair }
+    }
+}
+
+impl Drop for SwitchPair {
+    fn drop(&mut self) {
+        self.switch.shutdown();
+    }
+}
+
 /// Names of the links in the root namespace.
 fn root_links() -> Vec<String> {
     tests::ip(&["-o", "link", "show"])
@@ -677,6 +712,31 @@ fn tap_gbps(offloads: bool, copy_small_frames: bool, io: TapIo, secs: u32) -> f6
     g
 }
 
+/// One iperf3 run through two TAP ports on the real switch (PMD threads
+/// on `cores`).
+fn switch_gbps(secs: u32, idle: IdleMode, cores: Vec<usize>) -> f64 {
+    let sp = SwitchPair::new(true, idle, cores);
+    let _ = iperf3_gbps(&sp.pair.ns1, &sp.pair.ns2, 1); // warm-up, ARP, FDB
+    let g = iperf3_gbps(&sp.pair.ns1, &sp.pair.ns2, secs);
+    let pmds: Vec<String> = sp
+        .switch
+        .pmd_stats()
+        .iter()
+        .map(|p| {
+            format!(
+                "core {:?}: {} pkts in {} batches, busy {} ms idle {} ms",
+                p.core,
+                p.stats.packets,
+                p.stats.batches,
+                p.stats.busy_ns / 1_000_000,
+                p.stats.idle_ns / 1_000_000
+            )
+        })
+        .collect();
+    eprintln!("  switch {idle:?}: {g:.2} Gbit/s; {pmds:?}");
+    g
+}
+
 /// Throughput report (not a test of a figure): TCP through two TAP ports
 /// and the test forwarder, offloads on (with and without the small-frame
 /// copy) and off, against the kernel bridge, interleaved round by round so
@@ -701,8 +761,11 @@ fn tcp_throughput_report_tap_vs_kernel_bridge() {
         "tap on, io_uring",
         "tap off",
         "tap off, io_uring",
+        "switch, 1 PMD, adaptive",
+        "switch, 1 PMD, poll",
+        "switch, 2 PMDs, adaptive",
     ];
-    let mut v: [Vec<f64>; 6] = Default::default();
+    let mut v: [Vec<f64>; 9] = Default::default();
     for _ in 0..rounds {
         v[0].push(kernel_bridge_gbps(secs));
         v[1].push(tap_gbps(true, true, TapIo::Syscalls, secs));
@@ -710,6 +773,9 @@ fn tcp_throughput_report_tap_vs_kernel_bridge() {
         v[3].push(tap_gbps(true, true, TapIo::IoUring, secs));
         v[4].push(tap_gbps(false, true, TapIo::Syscalls, secs));
         v[5].push(tap_gbps(false, true, TapIo::IoUring, secs));
+        v[6].push(switch_gbps(secs, IdleMode::Adaptive, vec![1]));
+        v[7].push(switch_gbps(secs, IdleMode::Poll, vec![1]));
+        v[8].push(switch_gbps(secs, IdleMode::Adaptive, vec![0, 1]));
     }
     let b = median(v[0].clone());
     for (name, runs) in names.iter().zip(&v) {

@@ -307,7 +307,12 @@ impl Pmd {
                 continue;
             };
             let len = pkt.len() as u64;
-            match self.flows.iter_mut().find(|f| f.id == id) {
+            // Bursts are mostly runs of one flow: try the last one first.
+            let found = match self.flows.last_mut() {
+                Some(f) if f.id == id => Some(f),
+                _ => self.flows.iter_mut().find(|f| f.id == id),
+            };
+            match found {
                 Some(f) => {
                     f.packets += 1;
                     f.bytes += len;
