@@ -9,10 +9,14 @@
 //!
 //! Dropping a port releases every kernel object it created.
 
+pub mod afpacket;
+pub mod afxdp;
 mod memory;
 mod stats;
 mod tap;
 
+pub use afpacket::{AfPacketConfig, AfPacketPort};
+pub use afxdp::{AfXdpConfig, AfXdpPort};
 pub use memory::{MemoryPort, MemoryPortHandle};
 pub use stats::{PortCounters, PortStats};
 pub use tap::{vnet, TapConfig, TapError, TapIo, TapPort, TapStats};
