@@ -6,12 +6,16 @@
 //! re-attaches to the existing device instead of creating a new one. Only
 //! an operator's `del-port`/`del-br` destroys the device.
 //!
-//! Backends that are not part of this build (AF_XDP, AF_PACKET, VXLAN at
-//! the time of writing) are refused with a clear error, never emulated.
+//! AF_XDP and AF_PACKET ports attach to an existing netdev and release it
+//! when dropped. Backends that are not part of this build (VXLAN at the
+//! time of writing) are refused with a clear error, never emulated.
 
 use control::api::{parse_mac, PortSpec};
 use control::portspec::{parse_cidr4, parse_cidr6};
+use datapath::port::afpacket::AfPacketError;
+use datapath::port::afxdp::AfXdpError;
 use datapath::port::Port;
+use datapath::port::{AfPacketConfig, AfPacketPort, AfXdpConfig, AfXdpPort};
 use datapath::port::{TapConfig, TapError, TapPort};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,10 +34,26 @@ pub enum PortOpenError {
     /// The TAP backend refused.
     #[error(transparent)]
     Tap(#[from] TapError),
+    /// The AF_XDP backend refused.
+    #[error(transparent)]
+    AfXdp(#[from] AfXdpError),
+    /// The AF_PACKET backend refused.
+    #[error(transparent)]
+    AfPacket(#[from] AfPacketError),
 }
 
 enum Backend {
     Tap(Arc<TapPort>),
+    /// Dropping the last reference detaches the XDP program and socket.
+    Plain,
+}
+
+/// Options the port backends take (VLAN membership is the switch's).
+fn backend_options(spec: &PortSpec) -> impl Iterator<Item = (&str, &str)> {
+    spec.options
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "vlan" | "trunks"))
+        .map(|(k, v)| (k.as_str(), v.as_str()))
 }
 
 /// An opened port and what is needed to remove it again.
@@ -91,6 +111,22 @@ pub fn open_port(spec: &PortSpec) -> Result<OpenedPort, PortOpenError> {
                 backend: Backend::Tap(tap),
             })
         }
+        "afxdp" => {
+            let cfg = AfXdpConfig::from_options(&spec.name, backend_options(spec))?;
+            let port: Arc<dyn Port> = Arc::new(AfXdpPort::open(&cfg)?);
+            Ok(OpenedPort {
+                port,
+                backend: Backend::Plain,
+            })
+        }
+        "afpacket" => {
+            let cfg = AfPacketConfig::from_options(&spec.name, backend_options(spec))?;
+            let port: Arc<dyn Port> = Arc::new(AfPacketPort::open(&cfg)?);
+            Ok(OpenedPort {
+                port,
+                backend: Backend::Plain,
+            })
+        }
         other => Err(PortOpenError::Unavailable {
             port: spec.name.clone(),
             kind: other.to_owned(),
@@ -106,6 +142,7 @@ pub fn destroy_port(port: OpenedPort) {
     let OpenedPort { port, backend } = port;
     drop(port);
     match backend {
+        Backend::Plain => {}
         Backend::Tap(mut tap) => {
             let deadline = Instant::now() + Duration::from_secs(2);
             loop {
