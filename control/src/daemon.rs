@@ -67,22 +67,16 @@ pub struct RunDir {
 impl RunDir {
     /// `--run-dir` when given, else `$VSWITCH_RUN_DIR`, else the default.
     pub fn resolve(arg: Option<&Path>) -> RunDir {
-        if let Some(d) = arg {
-            return RunDir {
-                dir: absolute(d),
-                explicit: true,
-            };
-        }
-        match std::env::var_os(RUN_DIR_ENV) {
-            Some(d) if !d.is_empty() => RunDir {
-                dir: absolute(Path::new(&d)),
-                explicit: true,
-            },
-            _ => RunDir {
-                dir: PathBuf::from(DEFAULT_RUN_DIR),
-                explicit: false,
-            },
-        }
+        let dir = match (arg, std::env::var_os(RUN_DIR_ENV)) {
+            (Some(d), _) => absolute(d),
+            (None, Some(d)) if !d.is_empty() => absolute(Path::new(&d)),
+            _ => PathBuf::from(DEFAULT_RUN_DIR),
+        };
+        // Naming the default directory explicitly (as `vswitchctl start`
+        // does on the daemons' command lines) is still the default
+        // instance, whose state lives under /var/lib.
+        let explicit = dir != Path::new(DEFAULT_RUN_DIR);
+        RunDir { dir, explicit }
     }
 
     /// The directory.
@@ -334,6 +328,12 @@ mod tests {
             r.log_file(CONTROLD),
             Path::new("/tmp/x/vswitch-controld.log")
         );
+    }
+
+    #[test]
+    fn default_dir_named_explicitly_keeps_default_state_file() {
+        let r = RunDir::resolve(Some(Path::new(DEFAULT_RUN_DIR)));
+        assert_eq!(r.state_file(), Path::new(DEFAULT_STATE_FILE));
     }
 
     #[test]

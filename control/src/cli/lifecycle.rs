@@ -123,8 +123,10 @@ fn spawn(run: &RunDir, name: &str, sock: &Path, config: Option<&Path>) -> Result
     }
 }
 
-/// `start`.
-pub fn start(run: &RunDir, fmt: Format, config: Option<&Path>) -> Result<(), CliError> {
+/// Starts what is not running and waits for the datapath to be in sync.
+/// Returns a warning vswitch-controld reported (e.g. a corrupt state file
+/// that was kept aside).
+pub fn start_quiet(run: &RunDir, config: Option<&Path>) -> Result<Option<String>, CliError> {
     let config = config.map(|c| {
         if c.is_absolute() {
             c.to_owned()
@@ -143,24 +145,34 @@ pub fn start(run: &RunDir, fmt: Format, config: Option<&Path>) -> Result<(), Cli
     let _lock = lock(run)?;
     spawn(run, VSWITCHD, &run.vswitchd_socket(), config.as_deref())?;
     spawn(run, CONTROLD, &run.controld_socket(), config.as_deref())?;
-    // Wait for the datapath to hold the persisted state.
     let deadline = Instant::now() + START_TIMEOUT;
-    let last = loop {
+    loop {
         let st = match call_controld(run, &Request::Status)? {
             Reply::Status(s) => s,
             _ => return Err(CliError::failed("vswitch-controld answered status oddly")),
         };
-        let sync = st
+        let details = st
             .daemons
             .first()
-            .and_then(|d| d.details.get("datapath").cloned())
+            .map(|d| d.details.clone())
             .unwrap_or_default();
-        if sync == "in sync" || Instant::now() > deadline {
-            break (sync, st);
+        let sync = details.get("datapath").cloned().unwrap_or_default();
+        if sync == "in sync" {
+            return Ok(details.get("warning").cloned());
+        }
+        if Instant::now() > deadline {
+            return Err(CliError {
+                code: EXIT_FAILED,
+                message: format!("daemons started but the datapath is not in sync: {sync}"),
+            });
         }
         std::thread::sleep(Duration::from_millis(50));
-    };
-    let (sync, st) = last;
+    }
+}
+
+/// `start`.
+pub fn start(run: &RunDir, fmt: Format, config: Option<&Path>) -> Result<(), CliError> {
+    let result = start_quiet(run, config);
     let full = collect_status(run);
     match fmt {
         Format::Json => super::output::print_read(fmt, &Reply::Status(full), false),
@@ -176,14 +188,8 @@ pub fn start(run: &RunDir, fmt: Format, config: Option<&Path>) -> Result<(), Cli
             );
         }
     }
-    if let Some(w) = st.daemons.first().and_then(|d| d.details.get("warning")) {
-        eprintln!("vswitchctl: warning: {w}");
-    }
-    if sync != "in sync" {
-        return Err(CliError {
-            code: EXIT_FAILED,
-            message: format!("daemons started but the datapath is not in sync: {sync}"),
-        });
+    if let Some(w) = result? {
+        eprintln!("vswitchctl: error in the persisted state: {w}");
     }
     Ok(())
 }
@@ -209,12 +215,19 @@ fn stop_one(run: &RunDir, name: &str) -> Result<bool, CliError> {
     Ok(true)
 }
 
-/// `stop`: the control process first, so it does not see the datapath
-/// vanish and log errors, then vswitchd.
-pub fn stop(run: &RunDir, fmt: Format) -> Result<(), CliError> {
+/// Stops both daemons: the control process first, so it does not see the
+/// datapath vanish and log errors, then vswitchd. Returns which were
+/// running.
+pub fn stop_quiet(run: &RunDir) -> Result<(bool, bool), CliError> {
     let _lock = lock(run)?;
     let c = stop_one(run, CONTROLD)?;
     let d = stop_one(run, VSWITCHD)?;
+    Ok((c, d))
+}
+
+/// `stop`.
+pub fn stop(run: &RunDir, fmt: Format) -> Result<(), CliError> {
+    let (c, d) = stop_quiet(run)?;
     match fmt {
         Format::Json => println!(
             "{}",

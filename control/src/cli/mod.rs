@@ -5,6 +5,7 @@
 //! Exit codes: 0 ok; 1 request rejected or failed (the message says why);
 //! 2 malformed command line (clap's own code); 3 daemon unreachable.
 
+mod demo;
 mod lifecycle;
 mod output;
 
@@ -408,9 +409,7 @@ fn dispatch(run: &RunDir, fmt: Format, cmd: Cmd) -> Result<(), CliError> {
         Cmd::Start { config } => lifecycle::start(run, fmt, config.as_deref()),
         Cmd::Stop => lifecycle::stop(run, fmt),
         Cmd::Status => lifecycle::status(run, fmt),
-        Cmd::Demo => Err(CliError::failed(
-            "demo: needs the TAP backend and the daemons; not available in this build",
-        )),
+        Cmd::Demo => demo::demo(fmt),
         Cmd::Show => {
             let r = read_call(run, &Request::Show)?;
             output::print_read(fmt, &r, false);
