@@ -1043,3 +1043,318 @@ mod tests {
         assert_eq!(s.bridges[0].ports[0].ofport, 1);
     }
 }
+
+#[cfg(test)]
+mod datapath_tests {
+    //! controld against an in-process fake vswitchd: failures leave nothing
+    //! behind, restarts are detected, expiries are collected.
+
+    use super::*;
+    use crate::api::{DpBridge, ExpiredReply};
+    use crate::ipc::ServerSocket;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    #[derive(Default)]
+    struct FakeDp {
+        boot_id: u64,
+        inv: Mutex<Inventory>,
+        expired: Mutex<Vec<(String, WireRule)>>,
+        calls: Mutex<Vec<String>>,
+    }
+
+    impl Handler for FakeDp {
+        fn hello(&self) -> HelloReply {
+            HelloReply {
+                api_version: API_VERSION,
+                server: "fake".into(),
+                pid: 0,
+                boot_id: self.boot_id,
+            }
+        }
+        fn handle(&self, req: Request, _peer: Peer) -> Result<Reply, ApiError> {
+            self.calls.lock().push(req.call_name());
+            let mut inv = self.inv.lock();
+            let bridge = |inv: &mut Inventory, b: &str| -> Result<usize, ApiError> {
+                inv.bridges
+                    .iter()
+                    .position(|x| x.name == b)
+                    .ok_or_else(|| rejected(format!("no bridge named \"{b}\"")))
+            };
+            match req {
+                Request::DpInventory => {
+                    let mut i = inv.clone();
+                    i.boot_id = self.boot_id;
+                    return Ok(Reply::Inventory(i));
+                }
+                Request::DpAddBridge { bridge } => inv.bridges.push(DpBridge {
+                    name: bridge,
+                    rules: vec![WireRule::from(&Rule::default_normal())],
+                    ..Default::default()
+                }),
+                Request::DpDelBridge { bridge: b } => {
+                    let i = bridge(&mut inv, &b)?;
+                    inv.bridges.remove(i);
+                }
+                Request::DpAddPort {
+                    bridge: b,
+                    ofport,
+                    spec,
+                } => {
+                    if spec.name == "bad" {
+                        return Err(ApiError::failed("port \"bad\": TUNSETIFF failed"));
+                    }
+                    let i = bridge(&mut inv, &b)?;
+                    inv.bridges[i].ports.push(DpPort { ofport, spec });
+                }
+                Request::DpDelPort { bridge: b, name } => {
+                    let i = bridge(&mut inv, &b)?;
+                    inv.bridges[i].ports.retain(|p| p.spec.name != name);
+                }
+                Request::DpAddFlows { bridge: b, rules } => {
+                    let i = bridge(&mut inv, &b)?;
+                    inv.bridges[i].rules.extend(rules);
+                }
+                Request::DpReplaceFlows {
+                    bridge: b,
+                    rules,
+                    groups,
+                } => {
+                    let i = bridge(&mut inv, &b)?;
+                    inv.bridges[i].rules = rules;
+                    inv.bridges[i].groups = groups;
+                }
+                Request::DpTakeExpired => {
+                    return Ok(Reply::Expired(ExpiredReply {
+                        rules: std::mem::take(&mut *self.expired.lock()),
+                    }))
+                }
+                _ => {}
+            }
+            Ok(Reply::Done)
+        }
+    }
+
+    struct Env {
+        _dir: crate::ipc::tests::tempdir::Dir,
+        run: RunDir,
+        stop: Arc<AtomicBool>,
+        server: Option<std::thread::JoinHandle<()>>,
+    }
+
+    impl Env {
+        fn new(tag: &str) -> Env {
+            let dir = crate::ipc::tests::tempdir::Dir::new(tag);
+            let run = RunDir::resolve(Some(dir.path()));
+            Env {
+                _dir: dir,
+                run,
+                stop: Arc::new(AtomicBool::new(false)),
+                server: None,
+            }
+        }
+
+        fn serve(&mut self, dp: Arc<FakeDp>) {
+            self.halt();
+            self.stop = Arc::new(AtomicBool::new(false));
+            let sock = ServerSocket::bind(&self.run.vswitchd_socket()).unwrap();
+            let stop = self.stop.clone();
+            self.server = Some(std::thread::spawn(move || {
+                sock.serve(dp, stop).unwrap();
+            }));
+        }
+
+        fn halt(&mut self) {
+            self.stop.store(true, Ordering::Relaxed);
+            if let Some(h) = self.server.take() {
+                h.join().unwrap();
+            }
+        }
+
+        fn controld(&self) -> Controld {
+            Controld::new(self.run.clone(), &Config::embedded().unwrap()).unwrap()
+        }
+    }
+
+    impl Drop for Env {
+        fn drop(&mut self) {
+            self.halt();
+        }
+    }
+
+    use std::sync::atomic::Ordering;
+
+    fn root() -> Peer {
+        Peer {
+            uid: 0,
+            gid: 0,
+            pid: 1,
+        }
+    }
+
+    fn tap(name: &str) -> Request {
+        Request::AddPort {
+            bridge: "br0".into(),
+            name: name.into(),
+            options: BTreeMap::from([("type".to_owned(), "tap".to_owned())]),
+        }
+    }
+
+    #[test]
+    fn datapath_failure_changes_nothing() {
+        let mut env = Env::new("cd-fail");
+        let dp = Arc::new(FakeDp {
+            boot_id: 7,
+            ..Default::default()
+        });
+        env.serve(dp.clone());
+        let c = env.controld();
+        c.handle(
+            Request::AddBridge {
+                bridge: "br0".into(),
+            },
+            root(),
+        )
+        .unwrap();
+        let before = std::fs::read(env.run.state_file()).unwrap();
+        let e = c.handle(tap("bad"), root()).unwrap_err();
+        assert!(e.message.contains("TUNSETIFF"), "{}", e.message);
+        assert_eq!(std::fs::read(env.run.state_file()).unwrap(), before);
+        assert!(c.core.lock().state.find_port("bad").is_none());
+        // The next port still gets number 1: nothing was reserved.
+        c.handle(tap("good"), root()).unwrap();
+        assert_eq!(c.core.lock().state.port_numbers("br0")["good"], 1);
+    }
+
+    #[test]
+    fn unreachable_datapath_is_unavailable_and_changes_nothing() {
+        let env = Env::new("cd-down");
+        let c = env.controld();
+        let e = c
+            .handle(
+                Request::AddBridge {
+                    bridge: "br0".into(),
+                },
+                root(),
+            )
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Unavailable);
+        assert!(c.core.lock().state.bridges.is_empty());
+        assert!(!c.in_sync());
+    }
+
+    #[test]
+    fn persist_failure_rolls_the_datapath_back() {
+        let mut env = Env::new("cd-persist");
+        let dp = Arc::new(FakeDp {
+            boot_id: 7,
+            ..Default::default()
+        });
+        env.serve(dp.clone());
+        let c = env.controld();
+        // A directory where the temporary state file must go.
+        let tmp = env
+            .run
+            .dir()
+            .join(format!(".state.json.tmp-{}", std::process::id()));
+        std::fs::create_dir_all(tmp.join("x")).unwrap();
+        let e = c
+            .handle(
+                Request::AddBridge {
+                    bridge: "br0".into(),
+                },
+                root(),
+            )
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Failed);
+        assert!(e.message.contains("not applied"), "{}", e.message);
+        assert!(dp.inv.lock().bridges.is_empty(), "datapath rolled back");
+        assert!(c.core.lock().state.bridges.is_empty());
+    }
+
+    #[test]
+    fn restarted_datapath_gets_everything_again_and_restart_of_controld_is_a_diff() {
+        let mut env = Env::new("cd-restart");
+        let dp1 = Arc::new(FakeDp {
+            boot_id: 1,
+            ..Default::default()
+        });
+        env.serve(dp1.clone());
+        let c = env.controld();
+        c.handle(
+            Request::AddBridge {
+                bridge: "br0".into(),
+            },
+            root(),
+        )
+        .unwrap();
+        c.handle(tap("p1"), root()).unwrap();
+        c.handle(
+            Request::AddFlows {
+                bridge: "br0".into(),
+                rules: vec!["priority=5,in_port=p1,actions=drop".into()],
+            },
+            root(),
+        )
+        .unwrap();
+        assert!(c.in_sync());
+
+        // A new vswitchd (new boot id, empty): the next tick pushes all.
+        let dp2 = Arc::new(FakeDp {
+            boot_id: 2,
+            ..Default::default()
+        });
+        env.serve(dp2.clone());
+        c.tick();
+        let inv = dp2.inv.lock().clone();
+        assert_eq!(inv.bridges.len(), 1);
+        assert_eq!(inv.bridges[0].ports.len(), 1);
+        assert_eq!(inv.bridges[0].rules.len(), 2);
+        assert!(c.in_sync());
+
+        // A new controld on an in-sync datapath sends no changes.
+        dp2.calls.lock().clear();
+        let c2 = env.controld();
+        assert!(c2.in_sync());
+        let calls = dp2.calls.lock().clone();
+        assert!(
+            calls
+                .iter()
+                .all(|c| c == "dp-inventory" || c == "dp-take-expired"),
+            "{calls:?}"
+        );
+    }
+
+    #[test]
+    fn expired_rules_leave_the_desired_state() {
+        let mut env = Env::new("cd-expire");
+        let dp = Arc::new(FakeDp {
+            boot_id: 3,
+            ..Default::default()
+        });
+        env.serve(dp.clone());
+        let c = env.controld();
+        c.handle(
+            Request::AddBridge {
+                bridge: "br0".into(),
+            },
+            root(),
+        )
+        .unwrap();
+        c.handle(
+            Request::AddFlows {
+                bridge: "br0".into(),
+                rules: vec!["priority=5,idle_timeout=1,arp,actions=drop".into()],
+            },
+            root(),
+        )
+        .unwrap();
+        let rule = c.core.lock().state.bridges[0].rules[1].clone();
+        assert_eq!(rule.idle_timeout, 1);
+        dp.expired.lock().push(("br0".into(), rule));
+        c.tick();
+        assert_eq!(c.core.lock().state.bridges[0].rules.len(), 1);
+        let text = std::fs::read_to_string(env.run.state_file()).unwrap();
+        assert!(!text.contains("\"idle_timeout\":1"), "persisted without it");
+    }
+}

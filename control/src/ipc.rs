@@ -590,7 +590,7 @@ pub fn serve_connection(stream: UnixStream, handler: &dyn Handler, stop: &Atomic
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::api::{ShowReply, StatusReply};
     use std::io::Cursor;

@@ -277,8 +277,8 @@ impl StateStore {
             _ => PathBuf::from("."),
         };
         std::fs::create_dir_all(&dir).map_err(err("create directory"))?;
-        let mut bytes = serde_json::to_vec(state)
-            .map_err(|e| err("serialize")(std::io::Error::other(e)))?;
+        let mut bytes =
+            serde_json::to_vec(state).map_err(|e| err("serialize")(std::io::Error::other(e)))?;
         bytes.push(b'\n');
         let file_name = self
             .path

@@ -82,11 +82,18 @@ fn ten_thousand_rules_install_and_swap_atomically_under_traffic() {
         "add-flows: {RULES} rules in {secs:.3} s = {:.0} rules/s (CLI → controld → vswitchd → state.json)",
         RULES as f64 / secs
     );
-    assert_eq!(inst.rules("br0").len(), RULES + 1, "10k rules plus the default");
+    assert_eq!(
+        inst.rules("br0").len(),
+        RULES + 1,
+        "10k rules plus the default"
+    );
     assert!(ping(&a, "10.215.0.2", 2), "set A forwards");
 
     // Traffic during the swaps: 0.01 s apart, bounded count.
-    let pinger = a.spawn("ping", &["-c", "400", "-i", "0.01", "-W", "1", "10.215.0.2"]);
+    let pinger = a.spawn(
+        "ping",
+        &["-c", "400", "-i", "0.01", "-W", "1", "10.215.0.2"],
+    );
     let mut swap_secs = Vec::new();
     for round in 0..6 {
         let f = if round % 2 == 0 { &fb } else { &fa };
@@ -114,5 +121,7 @@ fn ten_thousand_rules_install_and_swap_atomically_under_traffic() {
     // The last swap installed set A again, exactly.
     let rules = inst.rules("br0");
     assert_eq!(rules.len(), RULES);
-    assert!(rules.iter().any(|r| r.contains("in_port=c1") && r.contains("output:c2")));
+    assert!(rules
+        .iter()
+        .any(|r| r.contains("in_port=c1") && r.contains("output:c2")));
 }
