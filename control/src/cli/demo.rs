@@ -285,6 +285,7 @@ pub fn demo(fmt: Format) -> Result<(), CliError> {
             return Err(CliError {
                 code: EXIT_FAILED,
                 message: "unexpected dump-flows answer".into(),
+                json_done: false,
             })
         }
     };

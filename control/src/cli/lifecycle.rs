@@ -164,6 +164,7 @@ pub fn start_quiet(run: &RunDir, config: Option<&Path>) -> Result<Option<String>
             return Err(CliError {
                 code: EXIT_FAILED,
                 message: format!("daemons started but the datapath is not in sync: {sync}"),
+                json_done: false,
             });
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -286,6 +287,7 @@ pub fn status(run: &RunDir, fmt: Format) -> Result<(), CliError> {
         Err(CliError {
             code: EXIT_UNREACHABLE,
             message: format!("not running: {}", down.join(", ")),
+            json_done: true,
         })
     }
 }

@@ -286,6 +286,9 @@ pub struct CliError {
     pub code: i32,
     /// Message.
     pub message: String,
+    /// The command already printed its JSON document (e.g. `status`), so
+    /// `-o json` must not add an error document after it.
+    pub json_done: bool,
 }
 
 impl CliError {
@@ -293,6 +296,7 @@ impl CliError {
         CliError {
             code: EXIT_FAILED,
             message: message.into(),
+            json_done: false,
         }
     }
 }
@@ -306,6 +310,7 @@ impl From<IpcError> for CliError {
                 EXIT_FAILED
             },
             message: crate::controld::error_chain(&e),
+            json_done: false,
         }
     }
 }
@@ -317,7 +322,7 @@ pub fn run(cli: Cli) -> i32 {
     match dispatch(&run, fmt, cli.cmd) {
         Ok(()) => EXIT_OK,
         Err(e) => {
-            if fmt == Format::Json {
+            if fmt == Format::Json && !e.json_done {
                 println!(
                     "{}",
                     serde_json::json!({"error": {"message": e.message, "exit_code": e.code}})
@@ -390,6 +395,7 @@ fn with_file_context(e: CliError, file: &Path, rules: &[String]) -> CliError {
                     return CliError {
                         code: e.code,
                         message: format!("{}: rule {i} \"{r}\": {msg}", file.display()),
+                        json_done: false,
                     };
                 }
             }
@@ -485,6 +491,7 @@ fn dispatch(run: &RunDir, fmt: Format, cmd: Cmd) -> Result<(), CliError> {
                 return Err(CliError {
                     code: EXIT_USAGE,
                     message: "del-flows --strict needs a MATCH".into(),
+                    json_done: false,
                 });
             }
             change(
@@ -550,6 +557,7 @@ fn dispatch(run: &RunDir, fmt: Format, cmd: Cmd) -> Result<(), CliError> {
                 return Err(CliError {
                     code: EXIT_USAGE,
                     message: "fdb-del takes only vlan=N".into(),
+                    json_done: false,
                 });
             }
             change(
