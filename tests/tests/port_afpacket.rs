@@ -41,7 +41,7 @@ fn forwards_everything(mtu: u32, tcp_bytes: u64) {
 
     let gbps = tcp_transfer(&t, IP2, tcp_bytes);
     eprintln!(
-        "afpacket mtu {mtu}: {} MiB TCP checked end to end, {gbps:.2} Gbit/s (debug build)",
+        "afpacket mtu {mtu}: {} MiB TCP checked end to end, {gbps:.2} Gbit/s",
         tcp_bytes >> 20
     );
     let gbps6 = tcp_transfer(&t, IP6_2, 16 << 20);
@@ -109,6 +109,12 @@ fn afpacket_tcp_throughput_is_measured() {
     assert!(ping(&t.ns1, IP2, None));
     if let Some(g) = iperf3(&t, 3) {
         eprintln!("afpacket: iperf3 TCP {g:.2} Gbit/s through the test forwarder");
+        if let Some(anchor) = kernel_bridge_anchor(3) {
+            eprintln!(
+                "afpacket: anchor in the same run: Linux bridge {anchor:.2} Gbit/s; ratio {:.2}",
+                g / anchor
+            );
+        }
     }
     // 64-byte frames (18 B of UDP payload): a rough forwarding rate, limited
     // by the single sending socket in ns1.
@@ -215,4 +221,24 @@ fn afpacket_counts_kernel_drops_when_not_polled() {
     eprintln!("afpacket: unpolled port after 150000 frames: {s:?}");
     assert!(s.rx_dropped > 0, "kernel drops counted: {s:?}");
     assert_eq!(s.rx_packets, 0);
+}
+
+#[test]
+fn afpacket_ports_forward_through_the_switch() {
+    if !tests::require_root("afpacket_ports_forward_through_the_switch") {
+        return;
+    }
+    let _serial = serial();
+    let t = Topology::new(1500);
+    check_through_switch(&t, open(t.port1()), open(t.port2()), 32 << 20);
+}
+
+#[test]
+fn afpacket_health_check_takes_a_vanished_device_down_at_once() {
+    if !tests::require_root("afpacket_health_check_takes_a_vanished_device_down_at_once") {
+        return;
+    }
+    let _serial = serial();
+    let t = Topology::new(1500);
+    check_health_check_marks_gone(&t, open(t.port1()));
 }

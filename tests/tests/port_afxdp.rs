@@ -13,6 +13,31 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Root, `ip`, and a kernel that lets us create an XSKMAP and an AF_XDP
+/// socket (a container without CAP_BPF, or a kernel without
+/// CONFIG_XDP_SOCKETS, skips with a message instead of failing).
+fn require_afxdp(test: &str) -> bool {
+    if !tests::require_root(test) {
+        return false;
+    }
+    if let Err(e) = datapath::sys::bpf::XskMap::new(1) {
+        eprintln!("SKIP {test}: no bpf(2) here: {e}");
+        return false;
+    }
+    // SAFETY: plain socket(2) probe; the fd is closed right away.
+    let fd = unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW, 0) };
+    if fd < 0 {
+        eprintln!(
+            "SKIP {test}: no AF_XDP sockets here: {}",
+            std::io::Error::last_os_error()
+        );
+        return false;
+    }
+    // SAFETY: fd was just opened by this function.
+    unsafe { libc::close(fd) };
+    true
+}
+
 fn open(dev: &str) -> Arc<AfXdpPort> {
     Arc::new(AfXdpPort::open(&AfXdpConfig::new(dev)).expect("AF_XDP port opens"))
 }
@@ -24,7 +49,7 @@ fn tx_checksum_on(text: &str) -> bool {
 
 #[test]
 fn afxdp_forwards_ping_arp_tcp_and_udp_with_default_offloads() {
-    if !tests::require_root("afxdp_forwards_ping_arp_tcp_and_udp_with_default_offloads") {
+    if !require_afxdp("afxdp_forwards_ping_arp_tcp_and_udp_with_default_offloads") {
         return;
     }
     let _serial = serial();
@@ -70,7 +95,7 @@ fn afxdp_forwards_ping_arp_tcp_and_udp_with_default_offloads() {
     );
 
     let gbps = tcp_transfer(&t, IP2, 100 << 20);
-    eprintln!("afxdp: 100 MiB TCP checked end to end, {gbps:.2} Gbit/s (debug build)");
+    eprintln!("afxdp: 100 MiB TCP checked end to end, {gbps:.2} Gbit/s");
     let (got, corrupt) = udp_burst(&t, 20_000, 1000);
     eprintln!(
         "afxdp: UDP burst 20000 x 1000 B: received {got}, lost {} ({:.1} %), corrupt {corrupt}",
@@ -99,7 +124,7 @@ fn afxdp_forwards_ping_arp_tcp_and_udp_with_default_offloads() {
 
 #[test]
 fn afxdp_completes_partial_checksums_when_peer_offloads_stay_on() {
-    if !tests::require_root("afxdp_completes_partial_checksums_when_peer_offloads_stay_on") {
+    if !require_afxdp("afxdp_completes_partial_checksums_when_peer_offloads_stay_on") {
         return;
     }
     let _serial = serial();
@@ -130,7 +155,7 @@ fn afxdp_completes_partial_checksums_when_peer_offloads_stay_on() {
 
 #[test]
 fn afxdp_second_attach_after_drop_works() {
-    if !tests::require_root("afxdp_second_attach_after_drop_works") {
+    if !require_afxdp("afxdp_second_attach_after_drop_works") {
         return;
     }
     let _serial = serial();
@@ -151,7 +176,7 @@ fn afxdp_second_attach_after_drop_works() {
 
 #[test]
 fn afxdp_port_goes_down_when_its_device_disappears() {
-    if !tests::require_root("afxdp_port_goes_down_when_its_device_disappears") {
+    if !require_afxdp("afxdp_port_goes_down_when_its_device_disappears") {
         return;
     }
     let _serial = serial();
@@ -161,7 +186,7 @@ fn afxdp_port_goes_down_when_its_device_disappears() {
 
 #[test]
 fn afxdp_missing_device_is_a_clear_error() {
-    if !tests::require_root("afxdp_missing_device_is_a_clear_error") {
+    if !require_afxdp("afxdp_missing_device_is_a_clear_error") {
         return;
     }
     let e = AfXdpPort::open(&AfXdpConfig::new("vsw-nodev0")).unwrap_err();
@@ -171,7 +196,7 @@ fn afxdp_missing_device_is_a_clear_error() {
 
 #[test]
 fn afxdp_tcp_throughput_is_measured() {
-    if !tests::require_root("afxdp_tcp_throughput_is_measured") {
+    if !require_afxdp("afxdp_tcp_throughput_is_measured") {
         return;
     }
     let _serial = serial();
@@ -182,6 +207,12 @@ fn afxdp_tcp_throughput_is_measured() {
     assert!(ping(&t.ns1, IP2, None));
     if let Some(g) = iperf3(&t, 3) {
         eprintln!("afxdp: iperf3 TCP {g:.2} Gbit/s through the test forwarder");
+        if let Some(anchor) = kernel_bridge_anchor(3) {
+            eprintln!(
+                "afxdp: anchor in the same run: Linux bridge {anchor:.2} Gbit/s; ratio {:.2}",
+                g / anchor
+            );
+        }
     }
     // 64-byte frames (18 B of UDP payload): a rough forwarding rate, limited
     // by the single sending socket in ns1.
@@ -209,7 +240,7 @@ fn afxdp_tcp_throughput_is_measured() {
 
 #[test]
 fn afxdp_jumbo_mtu_uses_multi_buffer_or_names_the_limit() {
-    if !tests::require_root("afxdp_jumbo_mtu_uses_multi_buffer_or_names_the_limit") {
+    if !require_afxdp("afxdp_jumbo_mtu_uses_multi_buffer_or_names_the_limit") {
         return;
     }
     let _serial = serial();
@@ -241,7 +272,7 @@ fn afxdp_jumbo_mtu_uses_multi_buffer_or_names_the_limit() {
 
 #[test]
 fn afxdp_attach_after_the_holder_was_killed_works() {
-    if !tests::require_root("afxdp_attach_after_the_holder_was_killed_works") {
+    if !require_afxdp("afxdp_attach_after_the_holder_was_killed_works") {
         return;
     }
     let _serial = serial();
@@ -269,7 +300,7 @@ fn afxdp_attach_after_the_holder_was_killed_works() {
 
 #[test]
 fn afxdp_multiqueue_port_has_a_socket_per_queue() {
-    if !tests::require_root("afxdp_multiqueue_port_has_a_socket_per_queue") {
+    if !require_afxdp("afxdp_multiqueue_port_has_a_socket_per_queue") {
         return;
     }
     let _serial = serial();
@@ -291,7 +322,7 @@ fn afxdp_multiqueue_port_has_a_socket_per_queue() {
 
 #[test]
 fn afxdp_carries_vlan_tagged_traffic() {
-    if !tests::require_root("afxdp_carries_vlan_tagged_traffic") {
+    if !require_afxdp("afxdp_carries_vlan_tagged_traffic") {
         return;
     }
     let _serial = serial();
@@ -308,7 +339,7 @@ fn afxdp_carries_vlan_tagged_traffic() {
 
 #[test]
 fn afxdp_keeps_the_vlan_tag_of_a_received_frame() {
-    if !tests::require_root("afxdp_keeps_the_vlan_tag_of_a_received_frame") {
+    if !require_afxdp("afxdp_keeps_the_vlan_tag_of_a_received_frame") {
         return;
     }
     let _serial = serial();
@@ -339,7 +370,7 @@ fn afxdp_keeps_the_vlan_tag_of_a_received_frame() {
 
 #[test]
 fn afxdp_counts_kernel_drops_when_not_polled() {
-    if !tests::require_root("afxdp_counts_kernel_drops_when_not_polled") {
+    if !require_afxdp("afxdp_counts_kernel_drops_when_not_polled") {
         return;
     }
     let _serial = serial();
@@ -372,7 +403,7 @@ fn afxdp_counts_kernel_drops_when_not_polled() {
 
 #[test]
 fn afxdp_native_mode_tries_zero_copy_then_binds_in_copy_mode_on_veth() {
-    if !tests::require_root("afxdp_native_mode_tries_zero_copy_then_binds_in_copy_mode_on_veth") {
+    if !require_afxdp("afxdp_native_mode_tries_zero_copy_then_binds_in_copy_mode_on_veth") {
         return;
     }
     let _serial = serial();
@@ -390,4 +421,50 @@ fn afxdp_native_mode_tries_zero_copy_then_binds_in_copy_mode_on_veth() {
     let _fwd = Forwarder::start(p1.clone(), p2.clone(), Duration::from_secs(30));
     assert!(ping(&t.ns1, IP2, None));
     assert!(ping(&t.ns2, IP6_1, None));
+}
+
+#[test]
+fn afxdp_ports_forward_through_the_switch() {
+    if !require_afxdp("afxdp_ports_forward_through_the_switch") {
+        return;
+    }
+    let _serial = serial();
+    let t = Topology::new(1500);
+    check_through_switch(&t, open(t.port1()), open(t.port2()), 32 << 20);
+}
+
+#[test]
+fn afxdp_health_check_takes_a_vanished_device_down_at_once() {
+    if !require_afxdp("afxdp_health_check_takes_a_vanished_device_down_at_once") {
+        return;
+    }
+    let _serial = serial();
+    let t = Topology::new(1500);
+    check_health_check_marks_gone(&t, open(t.port1()));
+}
+
+#[test]
+fn afxdp_second_port_on_a_busy_device_is_a_clear_error() {
+    if !require_afxdp("afxdp_second_port_on_a_busy_device_is_a_clear_error") {
+        return;
+    }
+    let _serial = serial();
+    let t = Topology::new(1500);
+    let _first = open(t.port1());
+    let mut cfg = AfXdpConfig::new(t.port1());
+    cfg.name = "second".into();
+    let e = AfXdpPort::open(&cfg).expect_err("queue 0 is taken");
+    let msg = e.to_string();
+    eprintln!(
+        "afxdp: busy device: {msg}: {:?}",
+        std::error::Error::source(&e)
+    );
+    assert!(
+        msg.contains("\"second\"") && msg.contains(t.port1()),
+        "{msg}"
+    );
+    assert!(matches!(
+        e,
+        AfXdpError::Socket { .. } | AfXdpError::Bpf { .. }
+    ));
 }

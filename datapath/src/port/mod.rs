@@ -152,6 +152,13 @@ pub trait Port: Send + Sync {
     /// Current link state.
     fn link(&self) -> LinkState;
 
+    /// A slower check of the underlying device (e.g. whether a container
+    /// namespace still exists), run by the switch's maintenance about once
+    /// a second, never by a PMD. Returns the link state afterwards.
+    fn health_check(&self) -> LinkState {
+        self.link()
+    }
+
     /// MAC address of the interface the port represents.
     fn mac(&self) -> [u8; 6];
 

@@ -156,6 +156,44 @@ impl Topology {
     }
 }
 
+/// Runs the two ports through the real [`datapath::switch::Switch`]: one
+/// bridge with its default NORMAL rule, one adaptive PMD thread, and proves
+/// ping both ways and a checked TCP transfer. The switch stops on return.
+pub fn check_through_switch(t: &Topology, p1: Arc<dyn Port>, p2: Arc<dyn Port>, tcp_bytes: u64) {
+    use datapath::pipeline::VlanMode;
+    use datapath::pmd::IdleMode;
+    use datapath::switch::{Switch, SwitchConfig};
+    let cfg = SwitchConfig {
+        pmd_cores: vec![1 % num_cpus()],
+        idle: IdleMode::Adaptive,
+        ..SwitchConfig::default()
+    };
+    let sw = Switch::new(cfg).expect("switch starts");
+    sw.add_bridge("br0").expect("bridge");
+    sw.add_port("br0", 1, p1, VlanMode::default())
+        .expect("port 1");
+    sw.add_port("br0", 2, p2, VlanMode::default())
+        .expect("port 2");
+    assert!(ping(&t.ns1, IP2, None), "IPv4 through the switch");
+    assert!(ping(&t.ns2, IP6_1, None), "IPv6 through the switch");
+    let gbps = tcp_transfer(t, IP2, tcp_bytes);
+    eprintln!(
+        "through the switch: {} MiB TCP checked, {gbps:.2} Gbit/s; drops {:?}",
+        tcp_bytes >> 20,
+        sw.drop_stats().nonzero().collect::<Vec<_>>()
+    );
+    if let Some(g) = iperf3(t, 3) {
+        eprintln!("through the switch: iperf3 TCP {g:.2} Gbit/s");
+    }
+    sw.shutdown();
+}
+
+fn num_cpus() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
 /// Counters of the test forwarder.
 #[derive(Default)]
 pub struct FwdStats {
@@ -480,6 +518,7 @@ pub fn check_device_disappearing(t: &Topology, p1: Arc<dyn Port>, p2: Arc<dyn Po
     );
     assert_eq!(p2.link(), LinkState::Up, "the other port is unaffected");
     assert!(fwd.stop(), "forwarder thread did not panic");
+    assert_eq!(p1.health_check(), LinkState::Down(DownReason::DeviceGone));
     assert!(
         poll_until_gone(p1.as_ref(), 10),
         "rx keeps reporting the device gone"
@@ -491,6 +530,35 @@ pub fn check_device_disappearing(t: &Topology, p1: Arc<dyn Port>, p2: Arc<dyn Po
     b.push(pkt).expect("room");
     assert!(p1.tx_burst(0, &mut b, &mut pool).is_err());
     assert!(b.is_empty(), "tx consumed the batch");
+}
+
+/// The anchor for throughput figures: the same topology joined by a Linux
+/// bridge instead of a port pair, iperf3 for `secs` seconds, in Gbit/s.
+pub fn kernel_bridge_anchor(secs: u32) -> Option<f64> {
+    let t = Topology::new(1500);
+    let br = tests::unique_name("vxbr");
+    ip(&["link", "add", &br, "type", "bridge"]);
+    let gbps = (|| {
+        ip(&["link", "set", t.port1(), "master", &br]);
+        ip(&["link", "set", t.port2(), "master", &br]);
+        ip(&["link", "set", &br, "up"]);
+        if !ping(&t.ns1, IP2, None) {
+            return None;
+        }
+        iperf3(&t, secs)
+    })();
+    let _ = run("ip", &["link", "del", &br]);
+    gbps
+}
+
+/// After its device is deleted, the switch's health check takes the port
+/// down, and the very next rx burst says so (no idle-poll period needed).
+pub fn check_health_check_marks_gone(t: &Topology, p: Arc<dyn Port>) {
+    use datapath::port::{DownReason, LinkState};
+    assert_eq!(p.health_check(), LinkState::Up);
+    ip(&["link", "del", t.port1()]);
+    assert_eq!(p.health_check(), LinkState::Down(DownReason::DeviceGone));
+    assert!(poll_until_gone(p.as_ref(), 1), "first rx burst reports it");
 }
 
 /// Runs rx_burst until the port reports its device gone (or `max` polls).

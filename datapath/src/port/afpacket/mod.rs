@@ -27,10 +27,12 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-/// Bytes per rx block (several 64 KiB GSO frames).
-pub const RX_BLOCK_SIZE: u32 = 256 * 1024;
-/// Rx blocks.
-pub const RX_BLOCKS: u32 = 32;
+/// Bytes per rx block: room for a whole 64 KiB GSO frame with headers.
+pub const RX_BLOCK_SIZE: u32 = 128 * 1024;
+/// Rx blocks. Under light load the kernel retires a block per timeout
+/// with only a few frames in it, so the ring absorbs a stalled consumer
+/// for about `RX_BLOCKS * RETIRE_TIMEOUT_MS` ms, whatever the block size.
+pub const RX_BLOCKS: u32 = 128;
 /// Nominal V3 frame size (frames are variable; the kernel wants a value).
 const RX_FRAME_NOMINAL: u32 = 2048;
 /// Block retire timeout.
@@ -41,6 +43,17 @@ pub const TX_FRAME_SIZE: u32 = 68 * 1024;
 pub const TX_FRAMES: u32 = 128;
 /// Empty rx polls between checks for a vanished device.
 const IDLE_POLLS_PER_CHECK: u32 = 1024;
+
+// Ring geometry, checked at compile time: a whole GSO frame with its
+// headers fits one rx block and one tx slot; blocks and slots are page
+// multiples (packet_mmap.rst); rx blocks are at least 64 KiB.
+const _: () = {
+    let max = crate::packet::MAX_FRAME;
+    assert!(TX_FRAME_SIZE as usize >= TX_DATA_OFFSET + VNET_HDR_LEN + max);
+    assert!(RX_BLOCK_SIZE as usize >= 64 + 48 + VNET_HDR_LEN + max);
+    assert!(RX_BLOCK_SIZE >= 64 * 1024);
+    assert!(RX_BLOCK_SIZE % 4096 == 0 && TX_FRAME_SIZE % 4096 == 0);
+};
 
 const TP_STATUS_KERNEL: u32 = 0;
 const TP_STATUS_USER: u32 = 1;
@@ -625,6 +638,15 @@ impl Port for AfPacketPort {
         }
     }
 
+    fn health_check(&self) -> LinkState {
+        // Marks the port gone at once, so the next rx/tx burst reports it
+        // without waiting for the idle-poll socket error check.
+        if !self.gone.load(Ordering::Relaxed) && !self.device_present() {
+            self.gone.store(true, Ordering::Relaxed);
+        }
+        self.link()
+    }
+
     fn mac(&self) -> [u8; 6] {
         self.mac
     }
@@ -678,16 +700,5 @@ mod tests {
         let e = AfPacketConfig::from_options("p2", [("type", "afpacket")]).unwrap_err();
         assert!(e.to_string().contains("p2") && e.to_string().contains("dev"));
         assert!(AfPacketConfig::from_options("p3", [("dev", "x"), ("mtu", "9000")]).is_err());
-    }
-
-    #[test]
-    fn ring_geometry_takes_whole_gso_frames() {
-        // A 64 KiB GSO frame plus its vnet header fits one tx slot and
-        // one rx block; blocks are at least 64 KiB and page multiples.
-        let max = crate::packet::MAX_FRAME;
-        assert!(TX_FRAME_SIZE as usize >= TX_DATA_OFFSET + VNET_HDR_LEN + max);
-        assert!(RX_BLOCK_SIZE as usize >= 64 * 1024 + 48 + 128 + max);
-        assert_eq!(RX_BLOCK_SIZE % 4096, 0);
-        assert_eq!(TX_FRAME_SIZE % 4096, 0);
     }
 }

@@ -175,11 +175,14 @@ pub enum AfXdpError {
         #[source]
         source: std::io::Error,
     },
-    /// A socket setup step failed.
-    #[error("port \"{port}\": AF_XDP socket for queue {queue}: {op} failed")]
+    /// A socket setup step failed (EBUSY on bind: another socket already
+    /// holds that queue).
+    #[error("port \"{port}\": AF_XDP socket on \"{dev}\" queue {queue}: {op} failed")]
     Socket {
         /// Port name.
         port: String,
+        /// Device.
+        dev: String,
         /// Queue.
         queue: u32,
         /// Step.
@@ -199,6 +202,27 @@ pub enum AfXdpError {
         #[source]
         source: BpfError,
     },
+}
+
+/// Attach attempts (20 ms apart) while the device still carries the link of
+/// a port that was just dropped or a process that was just killed: the
+/// kernel releases it when that process's files are closed.
+const LINK_BUSY_RETRIES: u32 = 50;
+
+fn attach_retrying(prog: &XdpProgram, ifindex: u32, mode: XdpMode) -> Result<XdpLink, BpfError> {
+    let mut tries = 0;
+    loop {
+        match XdpLink::attach(prog, ifindex, mode) {
+            Err(BpfError::LinkCreate { source, .. })
+                if matches!(source.raw_os_error(), Some(libc::EBUSY | libc::EEXIST))
+                    && tries + 1 < LINK_BUSY_RETRIES =>
+            {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// An AF_XDP port.
@@ -283,6 +307,7 @@ impl AfXdpPort {
                     } else {
                         AfXdpError::Socket {
                             port: port.clone(),
+                            dev: dev.clone(),
                             queue: q,
                             op: e.op,
                             source: e.source,
@@ -295,11 +320,11 @@ impl AfXdpPort {
         }
         let prog = XdpProgram::load_redirect(&map, multi_buffer).map_err(bpf)?;
         let link = match cfg.mode {
-            AttachMode::Native => XdpLink::attach(&prog, ifindex, XdpMode::Native),
-            AttachMode::Generic => XdpLink::attach(&prog, ifindex, XdpMode::Generic),
-            AttachMode::Auto => XdpLink::attach(&prog, ifindex, XdpMode::Native).or_else(|e| {
+            AttachMode::Native => attach_retrying(&prog, ifindex, XdpMode::Native),
+            AttachMode::Generic => attach_retrying(&prog, ifindex, XdpMode::Generic),
+            AttachMode::Auto => attach_retrying(&prog, ifindex, XdpMode::Native).or_else(|e| {
                 tracing::info!(port, error = %e, "native XDP attach failed, trying generic");
-                XdpLink::attach(&prog, ifindex, XdpMode::Generic)
+                attach_retrying(&prog, ifindex, XdpMode::Generic)
             }),
         };
         let link = link.map_err(|e| match e {
@@ -464,6 +489,15 @@ impl Port for AfXdpPort {
             Ok(_) => LinkState::Up,
             Err(_) => LinkState::Down(DownReason::DeviceGone),
         }
+    }
+
+    fn health_check(&self) -> LinkState {
+        // Marks the port gone at once, so the next rx/tx burst reports it
+        // without waiting for the idle-poll socket error check.
+        if !self.gone.load(Ordering::Relaxed) && !self.device_present() {
+            self.gone.store(true, Ordering::Relaxed);
+        }
+        self.link()
     }
 
     fn mac(&self) -> [u8; 6] {

@@ -3,10 +3,11 @@
 //!
 //! UMEM: [`NUM_FRAMES`] chunks of [`FRAME_SIZE`] bytes. The first half is
 //! lent to the kernel through the fill ring for receive, the second half is
-//! a free list for transmit, returned through the completion ring. Every
-//! frame is copied exactly once in each direction (copy mode: veth has no
-//! zero-copy, see KERNEL-NOTES.md), so UMEM chunks go back to the kernel in
-//! the same burst that received them.
+//! a free list for transmit, returned through the completion ring. This
+//! process copies each frame once per direction — UMEM to pool packet on
+//! receive, pool packet to UMEM on transmit (veth is copy mode anyway, see
+//! KERNEL-NOTES.md) — so rx chunks go back on the fill ring in the same
+//! burst that received them, and the switch's packets never pin UMEM.
 //!
 //! Receive and transmit state live behind separate mutexes: one PMD polls
 //! the rx side, tx may come from any PMD, and each takes its lock once per
