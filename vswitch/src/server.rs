@@ -558,3 +558,173 @@ impl Handler for Datapath {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use control::api::{StatsKind, WireAction};
+    use datapath::switch::SwitchConfig;
+
+    fn dp() -> Datapath {
+        // No PMD threads: the switch is driven by the caller.
+        Datapath::new(Switch::new(SwitchConfig::default()).unwrap())
+    }
+
+    fn root() -> Peer {
+        Peer {
+            uid: 0,
+            gid: 0,
+            pid: 1,
+        }
+    }
+
+    fn call(d: &Datapath, r: Request) -> Result<Reply, ApiError> {
+        d.handle(r, root())
+    }
+
+    #[test]
+    fn programming_calls_show_up_in_reads_and_inventory() {
+        let d = dp();
+        call(
+            &d,
+            Request::DpAddBridge {
+                bridge: "br0".into(),
+            },
+        )
+        .unwrap();
+        let mut r = WireRule::from(&Rule::default_normal());
+        r.priority = 10;
+        r.actions = vec![WireAction::Flood];
+        call(
+            &d,
+            Request::DpAddFlows {
+                bridge: "br0".into(),
+                rules: vec![r.clone()],
+            },
+        )
+        .unwrap();
+        let Reply::Flows(f) = call(
+            &d,
+            Request::DumpFlows {
+                bridge: "br0".into(),
+                table: None,
+            },
+        )
+        .unwrap() else {
+            panic!("flows expected")
+        };
+        // Descending priority, actions in flow syntax.
+        assert_eq!(f.flows.len(), 2);
+        assert_eq!(f.flows[0].priority, 10);
+        assert_eq!(f.flows[0].actions, "FLOOD");
+        assert_eq!(f.flows[1].actions, "NORMAL");
+        let Reply::Inventory(inv) = call(&d, Request::DpInventory).unwrap() else {
+            panic!("inventory expected")
+        };
+        assert_eq!(inv.bridges[0].rules.len(), 2);
+        assert!(inv.bridges[0].rules.contains(&r));
+        // Replace swaps the whole set.
+        call(
+            &d,
+            Request::DpReplaceFlows {
+                bridge: "br0".into(),
+                rules: vec![r],
+                groups: vec![],
+            },
+        )
+        .unwrap();
+        let Reply::Show(s) = call(&d, Request::Show).unwrap() else {
+            panic!("show expected")
+        };
+        assert_eq!(s.bridges[0].n_rules, 1);
+    }
+
+    #[test]
+    fn trace_explains_and_unknown_bridge_is_rejected() {
+        let d = dp();
+        call(
+            &d,
+            Request::DpAddBridge {
+                bridge: "br0".into(),
+            },
+        )
+        .unwrap();
+        let Reply::Trace(t) = call(
+            &d,
+            Request::Trace {
+                bridge: "br0".into(),
+                flow: "ip,nw_src=10.0.0.1,nw_dst=10.0.0.2".into(),
+            },
+        )
+        .unwrap() else {
+            panic!("trace expected")
+        };
+        assert!(
+            t.steps[0].starts_with("table 0: matched priority=0"),
+            "{:?}",
+            t.steps
+        );
+        let e = call(
+            &d,
+            Request::FdbShow {
+                bridge: "nope".into(),
+            },
+        )
+        .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Rejected);
+        assert!(e.message.contains("nope"));
+        let e = call(
+            &d,
+            Request::Trace {
+                bridge: "br0".into(),
+                flow: "nw_srcc=1".into(),
+            },
+        )
+        .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Rejected);
+    }
+
+    #[test]
+    fn operator_changes_are_refused_and_stats_answer() {
+        let d = dp();
+        let e = call(&d, Request::AddBridge { bridge: "x".into() }).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Unsupported);
+        assert!(e.message.contains("vswitch-controld"));
+        assert!(matches!(
+            call(
+                &d,
+                Request::Stats {
+                    kind: StatsKind::Drops
+                }
+            )
+            .unwrap(),
+            Reply::Drops(_)
+        ));
+        // A port whose backend cannot be opened leaves no record behind.
+        call(
+            &d,
+            Request::DpAddBridge {
+                bridge: "br0".into(),
+            },
+        )
+        .unwrap();
+        let e = call(
+            &d,
+            Request::DpAddPort {
+                bridge: "br0".into(),
+                ofport: 1,
+                spec: PortSpec {
+                    name: "v1".into(),
+                    r#type: "vxlan".into(),
+                    options: Default::default(),
+                },
+            },
+        )
+        .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Failed);
+        let Reply::Inventory(inv) = call(&d, Request::DpInventory).unwrap() else {
+            panic!("inventory expected")
+        };
+        assert!(inv.bridges[0].ports.is_empty());
+    }
+}
