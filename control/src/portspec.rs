@@ -263,7 +263,11 @@ fn check_value(port: &str, key: &str, value: &str) -> Result<(), PortSpecError> 
         },
         "mtu" => (in_range(68, 65535), "expected 68..=65535"),
         "queues" => (in_range(1, 64), "expected 1..=64"),
-        "vlan" => (parse_vid(value).is_some(), "expected a VLAN id 1..=4094"),
+        // 0 is the untagged VLAN (the default access VLAN of a port).
+        "vlan" => (
+            value.parse::<u16>().is_ok_and(|v| v <= 4094),
+            "expected a VLAN id 0..=4094",
+        ),
         "trunks" => (
             !value.is_empty() && value.split(',').all(|v| parse_vid(v).is_some()),
             "expected VLAN ids 1..=4094 separated by commas",
@@ -377,6 +381,7 @@ mod tests {
             ("mtu", "20"),
             ("queues", "0"),
             ("vlan", "4095"),
+            ("vlan", "-1"),
             ("trunks", "1,,2"),
             ("netns", "../x"),
         ] {
