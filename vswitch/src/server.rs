@@ -10,7 +10,7 @@ use crate::ports::{destroy_port, open_port, OpenedPort};
 use control::api::{
     format_mac, ApiError, BridgeInfo, CacheReply, CachesReply, DaemonStatus, DpBridge, DpPort,
     DropsReply, ErrorKind, ExpiredReply, FdbReply, FdbRow, FlowsReply, GroupsReply, HelloReply,
-    Inventory, PmdInfo, PmdStatsReply, PmdStatsRow, PortInfo, PortSpec, PortStatsReply,
+    Inventory, PmdInfo, PmdStatsReply, PmdStatsRow, PmdsReply, PortInfo, PortSpec, PortStatsReply,
     PortStatsRow, Reply, Request, ShowReply, StaticFdbEntry, StatsKind, StatusReply, TraceReply,
     WireGroup, WireRule, WireVlan, API_VERSION,
 };
@@ -544,10 +544,13 @@ impl Handler for Datapath {
                     .map(|(b, r)| (b.clone(), WireRule::from(r)))
                     .collect(),
             })),
-            Request::PmdRebalance => Err(ApiError::new(
-                ErrorKind::Unsupported,
-                "pmd-rebalance: the datapath assigns rx queues round-robin on every port change; explicit rebalancing is not implemented",
-            )),
+            Request::PmdRebalance => {
+                let moved = sw.pmd_rebalance();
+                tracing::info!(queues = moved.len(), "rx queues rebalanced");
+                Ok(Reply::Pmds(PmdsReply {
+                    pmds: self.pmd_infos(),
+                }))
+            }
             other => Err(ApiError::new(
                 ErrorKind::Unsupported,
                 format!(
