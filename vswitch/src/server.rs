@@ -470,8 +470,16 @@ impl Handler for Datapath {
                 Ok(Reply::Done)
             }
             Request::DpAddFlows { bridge, rules } => {
+                let t = Instant::now();
                 let rules: Vec<Rule> = rules.iter().map(Rule::from).collect();
+                let n = rules.len();
                 sw.add_flows(&bridge, rules).map_err(switch_err)?;
+                tracing::info!(
+                    bridge,
+                    rules = n,
+                    install_ms = t.elapsed().as_secs_f64() * 1e3,
+                    "rules added"
+                );
                 Ok(Reply::Done)
             }
             Request::DpDelFlows {
@@ -493,10 +501,18 @@ impl Handler for Datapath {
                 rules,
                 groups,
             } => {
+                let t = Instant::now();
                 let rules: Vec<Rule> = rules.iter().map(Rule::from).collect();
+                let n = rules.len();
                 let groups = Self::groups_of(&groups)?;
                 sw.replace_flows(&bridge, rules, Some(groups))
                     .map_err(switch_err)?;
+                tracing::info!(
+                    bridge,
+                    rules = n,
+                    install_ms = t.elapsed().as_secs_f64() * 1e3,
+                    "rules replaced"
+                );
                 Ok(Reply::Done)
             }
             Request::DpAddGroup { bridge, group } => {
