@@ -475,6 +475,15 @@ pub enum Reply {
     Inventory(Inventory),
     /// `dp-take-expired`.
     Expired(ExpiredReply),
+    /// `pmd-rebalance`: the new rx queue assignment.
+    Pmds(PmdsReply),
+}
+
+/// PMD threads and the rx queues each polls.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PmdsReply {
+    /// PMDs.
+    pub pmds: Vec<PmdInfo>,
 }
 
 /// `show`.

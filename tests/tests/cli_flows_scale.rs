@@ -89,10 +89,12 @@ fn ten_thousand_rules_install_and_swap_atomically_under_traffic() {
     );
     assert!(ping(&a, "10.215.0.2", 2), "set A forwards");
 
-    // Traffic during the swaps: 0.01 s apart, bounded count.
+    // Traffic during the swaps: 0.01 s apart, bounded count. `-w` makes
+    // ping wait for every reply (up to 30 s), so only a dropped packet —
+    // not a slow one — counts as lost.
     let pinger = a.spawn(
         "ping",
-        &["-c", "400", "-i", "0.01", "-W", "1", "10.215.0.2"],
+        &["-c", "400", "-i", "0.01", "-w", "30", "10.215.0.2"],
     );
     let mut swap_secs = Vec::new();
     for round in 0..6 {

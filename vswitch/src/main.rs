@@ -84,7 +84,7 @@ fn main() -> anyhow::Result<()> {
             .spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     switch.run_timers(switch.now_ms());
-                    std::thread::sleep(Duration::from_millis(250));
+                    std::thread::sleep(Duration::from_millis(1000));
                 }
             })?
     };

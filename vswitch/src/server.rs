@@ -10,7 +10,7 @@ use crate::ports::{destroy_port, open_port, OpenedPort};
 use control::api::{
     format_mac, ApiError, BridgeInfo, CacheReply, CachesReply, DaemonStatus, DpBridge, DpPort,
     DropsReply, ErrorKind, ExpiredReply, FdbReply, FdbRow, FlowsReply, GroupsReply, HelloReply,
-    Inventory, PmdInfo, PmdStatsReply, PmdStatsRow, PortInfo, PortSpec, PortStatsReply,
+    Inventory, PmdInfo, PmdStatsReply, PmdStatsRow, PmdsReply, PortInfo, PortSpec, PortStatsReply,
     PortStatsRow, Reply, Request, ShowReply, StaticFdbEntry, StatsKind, StatusReply, TraceReply,
     WireGroup, WireRule, WireVlan, API_VERSION,
 };
@@ -470,8 +470,16 @@ impl Handler for Datapath {
                 Ok(Reply::Done)
             }
             Request::DpAddFlows { bridge, rules } => {
+                let t = Instant::now();
                 let rules: Vec<Rule> = rules.iter().map(Rule::from).collect();
+                let n = rules.len();
                 sw.add_flows(&bridge, rules).map_err(switch_err)?;
+                tracing::info!(
+                    bridge,
+                    rules = n,
+                    install_ms = t.elapsed().as_secs_f64() * 1e3,
+                    "rules added"
+                );
                 Ok(Reply::Done)
             }
             Request::DpDelFlows {
@@ -493,10 +501,18 @@ impl Handler for Datapath {
                 rules,
                 groups,
             } => {
+                let t = Instant::now();
                 let rules: Vec<Rule> = rules.iter().map(Rule::from).collect();
+                let n = rules.len();
                 let groups = Self::groups_of(&groups)?;
                 sw.replace_flows(&bridge, rules, Some(groups))
                     .map_err(switch_err)?;
+                tracing::info!(
+                    bridge,
+                    rules = n,
+                    install_ms = t.elapsed().as_secs_f64() * 1e3,
+                    "rules replaced"
+                );
                 Ok(Reply::Done)
             }
             Request::DpAddGroup { bridge, group } => {
@@ -544,10 +560,13 @@ impl Handler for Datapath {
                     .map(|(b, r)| (b.clone(), WireRule::from(r)))
                     .collect(),
             })),
-            Request::PmdRebalance => Err(ApiError::new(
-                ErrorKind::Unsupported,
-                "pmd-rebalance: the datapath assigns rx queues round-robin on every port change; explicit rebalancing is not implemented",
-            )),
+            Request::PmdRebalance => {
+                let moved = sw.pmd_rebalance();
+                tracing::info!(queues = moved.len(), "rx queues rebalanced");
+                Ok(Reply::Pmds(PmdsReply {
+                    pmds: self.pmd_infos(),
+                }))
+            }
             other => Err(ApiError::new(
                 ErrorKind::Unsupported,
                 format!(

@@ -586,7 +586,11 @@ fn dispatch(run: &RunDir, fmt: Format, cmd: Cmd) -> Result<(), CliError> {
             output::print_read(fmt, &r, false);
             Ok(())
         }
-        Cmd::PmdRebalance => change(run, fmt, Request::PmdRebalance),
+        Cmd::PmdRebalance => {
+            let r = call_controld(run, &Request::PmdRebalance)?;
+            output::print_read(fmt, &r, false);
+            Ok(())
+        }
         Cmd::Trace { bridge, flow } => {
             let r = read_call(run, &Request::Trace { bridge, flow })?;
             output::print_read(fmt, &r, false);

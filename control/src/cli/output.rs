@@ -262,6 +262,19 @@ pub fn render_read(reply: &Reply, no_stats: bool) -> String {
                 .collect();
             table(&["DAEMON", "STATE", "PID", "UPTIME", "DETAILS"], &rows)
         }
+        Reply::Pmds(p) => table(
+            &["PMD", "CORE", "RX QUEUES"],
+            &p.pmds
+                .iter()
+                .map(|p| {
+                    vec![
+                        p.index.to_string(),
+                        p.core.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
+                        p.rxqs.join(" "),
+                    ]
+                })
+                .collect::<Vec<_>>(),
+        ),
         Reply::Done => String::new(),
         Reply::Count { count } => format!("{count}\n"),
         Reply::Inventory(_) | Reply::Expired(_) => {
@@ -288,6 +301,7 @@ pub fn print_read(fmt: Format, reply: &Reply, no_stats: bool) {
             Reply::Status(v) => json(v),
             Reply::Inventory(v) => json(v),
             Reply::Expired(v) => json(v),
+            Reply::Pmds(v) => json(v),
             Reply::Done => json(&serde_json::json!({"ok": true})),
             Reply::Count { count } => json(&serde_json::json!({"ok": true, "count": count})),
         },
