@@ -1,3 +1,5 @@
 //! vswitch control plane: the flow language shared by the CLI and daemons.
 
 #![warn(missing_docs)]
+
+pub mod flowsyntax;

@@ -3,9 +3,8 @@
 //! Header edits happen in place: VLAN push/pop open or close a 4-byte gap
 //! after the MAC addresses by moving those 12 bytes through the headroom,
 //! never the payload. Address and port rewrites patch checksums
-//! incrementally (RFC 1624). For a frame whose L4 checksum is still partial
-//! (`NEEDS_CSUM`: the field holds the uncomplemented pseudo-header sum, as
-//! Linux leaves it), only pseudo-header fields are patched, and uncomplemented.
+//! incrementally through [`crate::wire`] (RFC 1624), partial checksums
+//! included.
 //!
 //! Every output but the last gets a copy from the pool; the last takes the
 //! packet itself, so the common single-output case copies nothing.
@@ -14,6 +13,7 @@ use crate::drop::{DropCounters, DropReason};
 use crate::flow::PortNo;
 use crate::packet::{Packet, PacketPool};
 use crate::pipeline::DpAction;
+use crate::wire::{self, HeaderLayout, L4Checksum};
 
 /// Header offsets of a packet, as found by the parser and moved by edits.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -22,6 +22,8 @@ pub struct Offsets {
     pub l3: u16,
     /// Start of the L4 header (0: none).
     pub l4: u16,
+    /// IP protocol (after IPv6 extension headers).
+    pub proto: u8,
 }
 
 /// A copy of `pkt` in a fresh pool buffer (same metadata), or None when
@@ -99,10 +101,25 @@ pub fn execute(
                     pkt.data_mut()[0..6].copy_from_slice(m);
                 }
             }
-            DpAction::SetIpv4Src(ip) => set_ipv4_addr(&mut pkt, ofs, 12, *ip),
-            DpAction::SetIpv4Dst(ip) => set_ipv4_addr(&mut pkt, ofs, 16, *ip),
-            DpAction::SetTpSrc(port) => set_l4_port(&mut pkt, ofs, 0, *port),
-            DpAction::SetTpDst(port) => set_l4_port(&mut pkt, ofs, 2, *port),
+            // A rewrite that does not fit the frame (truncated headers)
+            // leaves it unchanged; the slow path only emits these for keys
+            // that carry the fields.
+            DpAction::SetIpv4Src(ip) => {
+                let l = layout(&pkt, ofs);
+                let _ = wire::set_ipv4_src(pkt.data_mut(), &l, ip.to_be_bytes());
+            }
+            DpAction::SetIpv4Dst(ip) => {
+                let l = layout(&pkt, ofs);
+                let _ = wire::set_ipv4_dst(pkt.data_mut(), &l, ip.to_be_bytes());
+            }
+            DpAction::SetTpSrc(port) => {
+                let l = layout(&pkt, ofs);
+                let _ = wire::set_tp_src(pkt.data_mut(), &l, *port);
+            }
+            DpAction::SetTpDst(port) => {
+                let l = layout(&pkt, ofs);
+                let _ = wire::set_tp_dst(pkt.data_mut(), &l, *port);
+            }
             DpAction::DecTtl => {
                 if !dec_ttl(&mut pkt, ofs) {
                     drops.add(DropReason::TtlExpired, 1);
@@ -147,106 +164,13 @@ fn set_tci(pkt: &mut Packet, ofs: &mut Offsets, f: impl Fn(u16) -> u16) {
     }
 }
 
-/// One's complement sum update: `sum` (uncomplemented) with `old` 16-bit
-/// words replaced by `new` ones (RFC 1624 eqn. 3 without the final flip).
-#[inline]
-fn sum_replace(sum: u16, old: &[u8], new: &[u8]) -> u16 {
-    let mut acc = u32::from(sum);
-    for (o, n) in old.chunks(2).zip(new.chunks(2)) {
-        acc += u32::from(!u16::from_be_bytes([o[0], o[1]]));
-        acc += u32::from(u16::from_be_bytes([n[0], n[1]]));
-    }
-    while acc > 0xffff {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    acc as u16
-}
-
-/// Patches a complemented checksum field at `at` for a change old → new.
-fn patch_csum(d: &mut [u8], at: usize, old: &[u8], new: &[u8]) {
-    let hc = u16::from_be_bytes([d[at], d[at + 1]]);
-    let v = !sum_replace(!hc, old, new);
-    d[at..at + 2].copy_from_slice(&v.to_be_bytes());
-}
-
-/// Patches an uncomplemented (partial) checksum field.
-fn patch_partial(d: &mut [u8], at: usize, old: &[u8], new: &[u8]) {
-    let s = u16::from_be_bytes([d[at], d[at + 1]]);
-    let v = sum_replace(s, old, new);
-    d[at..at + 2].copy_from_slice(&v.to_be_bytes());
-}
-
-/// The L4 checksum field offset (from the frame start) for TCP or UDP, and
-/// whether it is UDP.
-fn l4_csum_at(d: &[u8], ofs: Offsets, proto: u8) -> Option<(usize, bool)> {
-    let l4 = usize::from(ofs.l4);
-    if l4 == 0 {
-        return None;
-    }
-    match proto {
-        6 if d.len() >= l4 + 18 => Some((l4 + 16, false)),
-        17 if d.len() >= l4 + 8 => Some((l4 + 6, true)),
-        _ => None,
-    }
-}
-
-fn set_ipv4_addr(pkt: &mut Packet, ofs: Offsets, field: usize, ip: u32) {
-    let l3 = usize::from(ofs.l3);
-    let partial = pkt.offload.needs_csum();
-    let d = pkt.data_mut();
-    if d.len() < l3 + 20 || d[l3] >> 4 != 4 {
-        return;
-    }
-    let new = ip.to_be_bytes();
-    let mut old = [0u8; 4];
-    old.copy_from_slice(&d[l3 + field..l3 + field + 4]);
-    d[l3 + field..l3 + field + 4].copy_from_slice(&new);
-    patch_csum(d, l3 + 10, &old, &new);
-    let frag_later = u16::from_be_bytes([d[l3 + 6], d[l3 + 7]]) & 0x1fff != 0;
-    if frag_later {
-        return;
-    }
-    if let Some((at, udp)) = l4_csum_at(d, ofs, d[l3 + 9]) {
-        if partial {
-            patch_partial(d, at, &old, &new);
-        } else if !(udp && d[at] == 0 && d[at + 1] == 0) {
-            patch_csum(d, at, &old, &new);
-            if udp && d[at] == 0 && d[at + 1] == 0 {
-                d[at..at + 2].copy_from_slice(&[0xff, 0xff]);
-            }
-        }
-    }
-}
-
-fn set_l4_port(pkt: &mut Packet, ofs: Offsets, field: usize, port: u16) {
-    let l3 = usize::from(ofs.l3);
-    let l4 = usize::from(ofs.l4);
-    let partial = pkt.offload.needs_csum();
-    let d = pkt.data_mut();
-    if l4 == 0 || d.len() < l4 + 4 || d.len() < l3 + 20 {
-        return;
-    }
-    let proto = match d[l3] >> 4 {
-        4 => d[l3 + 9],
-        6 => d[l3 + 6],
-        _ => return,
-    };
-    let new = port.to_be_bytes();
-    let mut old = [0u8; 2];
-    old.copy_from_slice(&d[l4 + field..l4 + field + 2]);
-    d[l4 + field..l4 + field + 2].copy_from_slice(&new);
-    // Ports are not in the pseudo header: a partial checksum covers them
-    // when it is completed.
-    if partial {
-        return;
-    }
-    if let Some((at, udp)) = l4_csum_at(d, ofs, proto) {
-        if !(udp && d[at] == 0 && d[at + 1] == 0) {
-            patch_csum(d, at, &old, &new);
-            if udp && d[at] == 0 && d[at + 1] == 0 {
-                d[at..at + 2].copy_from_slice(&[0xff, 0xff]);
-            }
-        }
+/// The header layout the wire rewrite helpers need.
+fn layout(pkt: &Packet, ofs: Offsets) -> HeaderLayout {
+    HeaderLayout {
+        l3_ofs: usize::from(ofs.l3),
+        l4_ofs: usize::from(ofs.l4),
+        ip_proto: ofs.proto,
+        l4_checksum: L4Checksum::of(&pkt.offload),
     }
 }
 
@@ -263,16 +187,15 @@ fn dec_ttl(pkt: &mut Packet, ofs: Offsets) -> bool {
             if ttl <= 1 {
                 return false;
             }
-            let old = [d[l3 + 8], d[l3 + 9]];
-            d[l3 + 8] = ttl - 1;
-            let new = [d[l3 + 8], d[l3 + 9]];
-            patch_csum(d, l3 + 10, &old, &new);
+            // Cannot fail: the header fits (checked above).
+            let _ = wire::set_ipv4_ttl(d, l3, ttl - 1);
             true
         }
         6 if d.len() >= l3 + 40 => {
             if d[l3 + 7] <= 1 {
                 return false;
             }
+            // The hop limit is in no checksum.
             d[l3 + 7] -= 1;
             true
         }
@@ -309,7 +232,11 @@ mod tests {
         execute(
             actions,
             p,
-            Offsets { l3: 14, l4: 34 },
+            Offsets {
+                l3: 14,
+                l4: 34,
+                proto: 17,
+            },
             &mut pool,
             &mut drops,
             &mut |port, pkt| out.push((port, pkt.data().to_vec())),
@@ -391,7 +318,11 @@ mod tests {
         let n = execute(
             &[DpAction::DecTtl, DpAction::Output(1)],
             p,
-            Offsets { l3: 14, l4: 34 },
+            Offsets {
+                l3: 14,
+                l4: 34,
+                proto: 17,
+            },
             &mut pool,
             &mut drops,
             &mut |_, _| panic!("must not output"),

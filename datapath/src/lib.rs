@@ -14,5 +14,7 @@ pub mod pipeline;
 pub mod pmd;
 pub mod port;
 pub mod switch;
+pub mod sys;
+pub mod wire;
 
 pub use drop::{DropCounters, DropReason};

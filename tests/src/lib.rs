@@ -6,6 +6,7 @@
 //! `ip` tool) they print why and return, so `cargo test` stays green for a
 //! non-root developer; CI runs as root and runs them.
 
+pub mod forward;
 pub mod frames;
 pub mod lab;
 

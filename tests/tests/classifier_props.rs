@@ -69,7 +69,11 @@ fn rule() -> impl Strategy<Value = Rule> {
         0..4u16,
         proptest::option::of(1..=3u32),
         proptest::option::of(prop_oneof![Just(6u8), Just(17u8)]),
-        proptest::option::of((0..4u8, 0..4u8, prop_oneof![Just(8u32), Just(16), Just(24), Just(32)])),
+        proptest::option::of((
+            0..4u8,
+            0..4u8,
+            prop_oneof![Just(8u32), Just(16), Just(24), Just(32)],
+        )),
         proptest::option::of((
             prop_oneof![Just(80u16), Just(443), Just(53)],
             prop_oneof![Just(0xffffu16), Just(0xfff0)],
@@ -88,10 +92,18 @@ fn rule() -> impl Strategy<Value = Rule> {
             }
             if let Some((x, y, len)) = src {
                 let v = u32::from_be_bytes([10, 0, x, y]);
-                let mask = if len == 32 { u32::MAX } else { !(u32::MAX >> len) };
+                let mask = if len == 32 {
+                    u32::MAX
+                } else {
+                    !(u32::MAX >> len)
+                };
                 m.set(Field::NwSrc, u128::from(v), u128::from(mask));
             }
-            let proto = if tp.is_some() { Some(proto.unwrap_or(6)) } else { proto };
+            let proto = if tp.is_some() {
+                Some(proto.unwrap_or(6))
+            } else {
+                proto
+            };
             if let Some(p) = proto {
                 m.set_exact(Field::NwProto, u128::from(p));
             }
@@ -105,14 +117,14 @@ fn rule() -> impl Strategy<Value = Rule> {
 
 #[derive(Clone, Debug)]
 enum Op {
-    Add(Rule),
+    Add(Box<Rule>),
     DelStrict(usize),
     Send(Vec<Pkt>),
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        3 => rule().prop_map(Op::Add),
+        3 => rule().prop_map(|r| Op::Add(Box::new(r))),
         1 => any::<usize>().prop_map(Op::DelStrict),
         3 => proptest::collection::vec(pkt(), 1..12).prop_map(Op::Send),
     ]
@@ -161,8 +173,8 @@ proptest! {
         for op in ops {
             match op {
                 Op::Add(r) => {
-                    lab.sw.add_flow("br0", r.clone()).unwrap();
-                    model.add(r);
+                    lab.sw.add_flow("br0", (*r).clone()).unwrap();
+                    model.add(*r);
                 }
                 Op::DelStrict(i) => {
                     if model.rules.is_empty() {

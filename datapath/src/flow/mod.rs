@@ -6,7 +6,9 @@
 mod extract;
 mod key;
 
-pub use extract::{extract, Anomaly, Extracted};
+pub use extract::{
+    extract, Anomaly, Extracted, ETH_TYPE_NONE, MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS,
+};
 pub use key::{
     mac_from_u64, mac_to_u64, Field, FlowKey, FlowMask, PortNo, FRAG_ANY, FRAG_LATER, KEY_WORDS,
     VLAN_PCP_MASK, VLAN_PRESENT, VLAN_VID_MASK,

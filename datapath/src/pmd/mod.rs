@@ -297,7 +297,16 @@ impl Pmd {
                     bytes: len,
                 }),
             }
-            self.forward(snap, id, pkt, ex.l3_ofs, ex.l4_ofs);
+            self.forward(
+                snap,
+                id,
+                pkt,
+                Offsets {
+                    l3: ex.l3_ofs,
+                    l4: ex.l4_ofs,
+                    proto: ex.key.nw_proto(),
+                },
+            );
         }
         self.credit_flows(now_ms);
     }
@@ -356,7 +365,7 @@ impl Pmd {
         Some(id)
     }
 
-    fn forward(&mut self, snap: &Snapshot, id: MegaflowId, pkt: Packet, l3: u16, l4: u16) {
+    fn forward(&mut self, snap: &Snapshot, id: MegaflowId, pkt: Packet, ofs: Offsets) {
         let Some(entry) = self.megaflow.get(id) else {
             self.drops.add(DropReason::TableLimit, 1);
             self.pool.free(pkt);
@@ -368,27 +377,20 @@ impl Pmd {
         let drops = &mut self.drops;
         let pool = &mut self.pool;
         let mut overflow: Option<PortNo> = None;
-        let outputs = execute(
-            &entry.actions,
-            pkt,
-            Offsets { l3, l4 },
-            pool,
-            drops,
-            &mut |port, p| {
-                let Some(b) = tx.get_mut(port as usize) else {
-                    return;
-                };
-                if b.is_empty() {
-                    dirty.push(port);
-                }
-                if let Err(p) = b.push(p) {
-                    // Only when one packet is sent to the same port more
-                    // than once: the extra copy is dropped and counted.
-                    overflow = Some(port);
-                    drop(p);
-                }
-            },
-        );
+        let outputs = execute(&entry.actions, pkt, ofs, pool, drops, &mut |port, p| {
+            let Some(b) = tx.get_mut(port as usize) else {
+                return;
+            };
+            if b.is_empty() {
+                dirty.push(port);
+            }
+            if let Err(p) = b.push(p) {
+                // Only when one packet is sent to the same port more
+                // than once: the extra copy is dropped and counted.
+                overflow = Some(port);
+                drop(p);
+            }
+        });
         if outputs == 0 {
             self.drops
                 .add(drop_reason.unwrap_or(DropReason::ActionDrop), 1);

@@ -11,9 +11,11 @@
 
 mod memory;
 mod stats;
+mod tap;
 
 pub use memory::{MemoryPort, MemoryPortHandle};
 pub use stats::{PortCounters, PortStats};
+pub use tap::{vnet, TapConfig, TapError, TapIo, TapPort, TapStats};
 
 use crate::packet::{Batch, PacketPool};
 use std::os::fd::RawFd;
