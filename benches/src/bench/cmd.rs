@@ -52,7 +52,8 @@ pub fn ip(args: &[&str]) -> Result<String> {
 
 /// True when `tool` is on PATH.
 pub fn have_tool(tool: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
 }
 
 /// A background child, killed by PID and reaped on drop.

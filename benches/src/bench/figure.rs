@@ -293,6 +293,12 @@ impl Figure {
         }
     }
 
+    /// False where a quotient means nothing (a loss near 0 %, a noise
+    /// floor): no ratio is reported.
+    pub fn has_ratio(self) -> bool {
+        !matches!(self, Figure::PpsLoss | Figure::FlowSetupBaselineGap)
+    }
+
     /// The `--figures` group it belongs to.
     pub fn group(self) -> Group {
         match self {

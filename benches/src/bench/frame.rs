@@ -116,7 +116,8 @@ pub fn parse_seq(frame: &[u8], nonce: u32) -> Option<u64> {
     {
         return None;
     }
-    let word = |at: usize| u32::from_be_bytes([frame[at], frame[at + 1], frame[at + 2], frame[at + 3]]);
+    let word =
+        |at: usize| u32::from_be_bytes([frame[at], frame[at + 1], frame[at + 2], frame[at + 3]]);
     if word(PAYLOAD_MAGIC) != MAGIC || word(PAYLOAD_NONCE) != nonce {
         return None;
     }

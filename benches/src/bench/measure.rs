@@ -142,10 +142,9 @@ impl PpsResult {
 
 fn pmd_counters(t: &Topology) -> Option<(u64, u64)> {
     let sw = t.ours()?.switch();
-    let (busy, pkts) = sw
-        .pmd_stats()
-        .iter()
-        .fold((0, 0), |(b, p), i| (b + i.stats.busy_ns, p + i.stats.packets));
+    let (busy, pkts) = sw.pmd_stats().iter().fold((0, 0), |(b, p), i| {
+        (b + i.stats.busy_ns, p + i.stats.packets)
+    });
     Some((busy, pkts))
 }
 
@@ -156,7 +155,9 @@ fn ovs_cycles_per_packet(t: &Topology) -> Option<f64> {
 
 /// "avg processing cycles per packet: 6200.12 (...)" of pmd-stats-show.
 pub fn parse_ovs_cycles(out: &str) -> Option<f64> {
-    let l = out.lines().find(|l| l.contains("avg processing cycles per packet"))?;
+    let l = out
+        .lines()
+        .find(|l| l.contains("avg processing cycles per packet"))?;
     l.split(':').nth(1)?.split_whitespace().next()?.parse().ok()
 }
 
@@ -280,7 +281,17 @@ pub fn tcp(t: &Topology, o: &Options) -> Result<f64> {
     let client = ChildGuard::spawn(
         Some(&t.c1.netns),
         "iperf3",
-        &["-c", &t.c2.ip_text(), "-p", "5201", "-t", &secs, "-J", "-A", &core],
+        &[
+            "-c",
+            &t.c2.ip_text(),
+            "-p",
+            "5201",
+            "-t",
+            &secs,
+            "-J",
+            "-A",
+            &core,
+        ],
     )?;
     let out = client.wait_output(Duration::from_secs(o.tcp_secs + 15))?;
     drop(server);
@@ -306,7 +317,19 @@ pub fn ping(t: &Topology, o: &Options) -> Result<Latency> {
     let out = ChildGuard::spawn(
         Some(&t.c1.netns),
         "taskset",
-        &["-c", &core, "ping", "-n", "-c", &count, "-i", &interval, "-W", "1", &t.c2.ip_text()],
+        &[
+            "-c",
+            &core,
+            "ping",
+            "-n",
+            "-c",
+            &count,
+            "-i",
+            &interval,
+            "-W",
+            "1",
+            &t.c2.ip_text(),
+        ],
     )?
     .wait_output(limit)?;
     latency(&parse_ping(&out)).ok_or_else(|| BenchError::Parse {
@@ -385,7 +408,10 @@ pub fn setup_rule(i: usize) -> Rule {
 
 /// The same rule in ovs-ofctl syntax.
 pub fn setup_rule_ofctl(i: usize) -> String {
-    format!("priority=100,udp,tp_dst={},actions=NORMAL", 20_000 + (i % 40_000))
+    format!(
+        "priority=100,udp,tp_dst={},actions=NORMAL",
+        20_000 + (i % 40_000)
+    )
 }
 
 /// Installs `flow_rules` rules while paced traffic flows c1 → c2.
@@ -417,11 +443,12 @@ pub fn flow_setup(t: &Topology, o: &Options) -> Result<Option<FlowSetup>> {
             sys::check_interrupt()?;
             let end = (i + o.flow_batch.max(1)).min(o.flow_rules);
             let rules: Vec<Rule> = (i..end).map(setup_rule).collect();
-            sw.add_flows(BRIDGE, rules).map_err(|source| BenchError::Switch {
-                switch: t.kind.id().into(),
-                op: "add flows",
-                source,
-            })?;
+            sw.add_flows(BRIDGE, rules)
+                .map_err(|source| BenchError::Switch {
+                    switch: t.kind.id().into(),
+                    op: "add flows",
+                    source,
+                })?;
             i = end;
         }
         t0.elapsed()
@@ -497,6 +524,9 @@ mod tests {
         let b = setup_rule(1);
         assert_ne!(a.r#match, b.r#match);
         assert_eq!(a.r#match.get(Field::TpDst).0, 20_000);
-        assert_eq!(setup_rule_ofctl(1), "priority=100,udp,tp_dst=20001,actions=NORMAL");
+        assert_eq!(
+            setup_rule_ofctl(1),
+            "priority=100,udp,tp_dst=20001,actions=NORMAL"
+        );
     }
 }

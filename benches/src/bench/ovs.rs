@@ -16,7 +16,13 @@ const OVS_CTL: &str = "/usr/share/openvswitch/scripts/ovs-ctl";
 
 /// Why OVS cannot be measured on this host, or None when it can.
 pub fn unavailable() -> Option<String> {
-    for tool in ["ovs-vsctl", "ovs-ofctl", "ovs-appctl", "ovs-vswitchd", "ovsdb-server"] {
+    for tool in [
+        "ovs-vsctl",
+        "ovs-ofctl",
+        "ovs-appctl",
+        "ovs-vswitchd",
+        "ovsdb-server",
+    ] {
         if !have_tool(tool) && !Path::new("/usr/sbin").join(tool).is_file() {
             return Some("Open vSwitch not installed".into());
         }
@@ -26,7 +32,9 @@ pub fn unavailable() -> Option<String> {
     }
     for d in ["ovs-vswitchd", "ovsdb-server"] {
         if !sys::pids_named(d).is_empty() {
-            return Some(format!("an {d} not started by vswitch-bench is running; stop it first"));
+            return Some(format!(
+                "an {d} not started by vswitch-bench is running; stop it first"
+            ));
         }
     }
     None
@@ -63,10 +71,21 @@ impl Ovs {
             env,
             bridge: bridge.to_owned(),
         };
-        ovs.run(OVS_CTL, &["start", "--system-id=random", "--delete-bridges"])?;
+        ovs.run(
+            OVS_CTL,
+            &["start", "--system-id=random", "--delete-bridges"],
+        )?;
         let mask = format!("other_config:pmd-cpu-mask=0x{:x}", 1u64 << pmd_core);
         ovs.vsctl(&["set", "Open_vSwitch", ".", &mask])?;
-        ovs.vsctl(&["add-br", bridge, "--", "set", "bridge", bridge, "datapath_type=netdev"])?;
+        ovs.vsctl(&[
+            "add-br",
+            bridge,
+            "--",
+            "set",
+            "bridge",
+            bridge,
+            "datapath_type=netdev",
+        ])?;
         ovs.run("ovs-ofctl", &["del-flows", bridge])?;
         ovs.run("ovs-ofctl", &["add-flow", bridge, "actions=NORMAL"])?;
         Ok(ovs)
@@ -99,15 +118,23 @@ impl Ovs {
     fn port_ready(&self, name: &str) -> Result<()> {
         let end = Instant::now() + Duration::from_secs(10);
         loop {
-            let of = self.vsctl(&["get", "interface", name, "ofport"]).unwrap_or_default();
-            let err = self.vsctl(&["get", "interface", name, "error"]).unwrap_or_default();
+            let of = self
+                .vsctl(&["get", "interface", name, "ofport"])
+                .unwrap_or_default();
+            let err = self
+                .vsctl(&["get", "interface", name, "error"])
+                .unwrap_or_default();
             if of.trim().parse::<i64>().is_ok_and(|n| n > 0) && err.trim() == "[]" {
                 return Ok(());
             }
             if Instant::now() >= end {
                 return Err(BenchError::Command {
                     cmd: format!("ovs-vsctl add-port {} {name}", self.bridge),
-                    stderr: format!("port not ready (ofport {}, error {})", of.trim(), err.trim()),
+                    stderr: format!(
+                        "port not ready (ofport {}, error {})",
+                        of.trim(),
+                        err.trim()
+                    ),
                 });
             }
             sys::sleep(Duration::from_millis(200))?;
@@ -121,7 +148,17 @@ impl Ovs {
         for mode in ["native", "generic"] {
             let opt = format!("options:xdp-mode={mode}");
             let r = self
-                .vsctl(&["add-port", &self.bridge, dev, "--", "set", "interface", dev, "type=afxdp", &opt])
+                .vsctl(&[
+                    "add-port",
+                    &self.bridge,
+                    dev,
+                    "--",
+                    "set",
+                    "interface",
+                    dev,
+                    "type=afxdp",
+                    &opt,
+                ])
                 .and_then(|_| self.port_ready(dev));
             match r {
                 Ok(()) => return Ok(mode),
@@ -139,7 +176,16 @@ impl Ovs {
 
     /// Adds an internal (TAP) port `name` in the root namespace.
     pub fn add_internal_port(&self, name: &str) -> Result<()> {
-        self.vsctl(&["add-port", &self.bridge, name, "--", "set", "interface", name, "type=internal"])?;
+        self.vsctl(&[
+            "add-port",
+            &self.bridge,
+            name,
+            "--",
+            "set",
+            "interface",
+            name,
+            "type=internal",
+        ])?;
         self.port_ready(name)
     }
 
@@ -150,7 +196,10 @@ impl Ovs {
         std::fs::write(&file, rules)
             .map_err(|e| BenchError::io(file.display().to_string(), "write", e))?;
         let t = Instant::now();
-        self.run("ovs-ofctl", &["add-flows", &self.bridge, &file.to_string_lossy()])?;
+        self.run(
+            "ovs-ofctl",
+            &["add-flows", &self.bridge, &file.to_string_lossy()],
+        )?;
         Ok(t.elapsed())
     }
 

@@ -68,11 +68,7 @@ pub fn svg(report: &Report, title: &str) -> String {
     );
     for (gi, (fig, label, unit)) in figures.iter().enumerate() {
         let gx = LEFT + GROUP_GAP / 2.0 + gi as f64 * (group_w + GROUP_GAP);
-        let rows: Vec<_> = report
-            .results
-            .iter()
-            .filter(|r| r.figure == *fig)
-            .collect();
+        let rows: Vec<_> = report.results.iter().filter(|r| r.figure == *fig).collect();
         let top = rows
             .iter()
             .filter_map(|r| r.max.or(r.median))
@@ -149,8 +145,14 @@ mod tests {
             let i = l.find("height=\"").unwrap() + 8;
             l[i..].split('"').next().unwrap().parse().unwrap()
         };
-        let full = bars.iter().find(|l| l.contains("vswitch-tap 64B rx")).unwrap();
-        let half = bars.iter().find(|l| l.contains("kernel-bridge 64B rx")).unwrap();
+        let full = bars
+            .iter()
+            .find(|l| l.contains("vswitch-tap 64B rx"))
+            .unwrap();
+        let half = bars
+            .iter()
+            .find(|l| l.contains("kernel-bridge 64B rx"))
+            .unwrap();
         assert_eq!(height(full), PLOT_H);
         assert_eq!(height(half), PLOT_H / 2.0);
         let idle = bars.iter().find(|l| l.contains("idle CPU")).unwrap();

@@ -144,7 +144,7 @@ impl Samples {
                 let runs = self.values[&(k, f)].clone();
                 let s = summarize(&runs);
                 let mut ratio_to = BTreeMap::new();
-                if let Some(m) = s.as_ref().map(|s| s.median) {
+                if let Some(m) = s.as_ref().map(|s| s.median).filter(|_| f.has_ratio()) {
                     for a in ANCHORS {
                         if a == k {
                             continue;
@@ -212,7 +212,11 @@ impl Report {
             last = &r.figure;
             let valid = r.runs.iter().flatten().count();
             let mut row = vec![
-                if first { r.label.clone() } else { String::new() },
+                if first {
+                    r.label.clone()
+                } else {
+                    String::new()
+                },
                 if first { r.unit.clone() } else { String::new() },
                 r.switch.clone(),
                 r.median.map(fmt_value).unwrap_or_else(|| "–".into()),
@@ -350,7 +354,10 @@ mod tests {
             .iter()
             .find(|r| r.switch == "kernel-bridge" && r.figure == "pps_rx")
             .unwrap();
-        assert!(anchor.ratio_to.is_empty(), "no ratio of an anchor to itself");
+        assert!(
+            anchor.ratio_to.is_empty(),
+            "no ratio of an anchor to itself"
+        );
         let idle = recs.iter().find(|r| r.figure == "idle_cpu").unwrap();
         assert_eq!(idle.runs, vec![Some(0.5), None, None]);
         assert!(idle.ratio_to.is_empty(), "kernel bridge has no idle figure");

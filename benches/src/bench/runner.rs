@@ -100,7 +100,13 @@ impl Ctx<'_> {
     }
 
     /// Records a figure's failure; Ctrl-C propagates.
-    fn failed(&mut self, k: SwitchKind, run: usize, what: &str, e: BenchError) -> Result<(), BenchError> {
+    fn failed(
+        &mut self,
+        k: SwitchKind,
+        run: usize,
+        what: &str,
+        e: BenchError,
+    ) -> Result<(), BenchError> {
         if matches!(e, BenchError::Interrupted) {
             return Err(e);
         }
@@ -145,7 +151,8 @@ fn measure_switch(ctx: &mut Ctx, k: SwitchKind, run: usize) -> Result<(), BenchE
         ctx.progress.step(&format!("{tag}: idle CPU"));
         sys::sleep(Duration::from_secs(1))?;
         match measure::idle_cpu(&topo, o) {
-            Ok(v) => ctx.set(k, Figure::IdleCpu, run, v),
+            Ok(Some(v)) => ctx.set(k, Figure::IdleCpu, run, Some(v)),
+            Ok(None) => {}
             Err(e) => ctx.failed(k, run, "idle CPU", e)?,
         }
     }
@@ -174,7 +181,11 @@ fn measure_switch(ctx: &mut Ctx, k: SwitchKind, run: usize) -> Result<(), BenchE
                 }
             }
             let figs = if *mode == Some(IdleMode::Adaptive) {
-                [Figure::LatencyAdaptiveP50, Figure::LatencyAdaptiveP99, Figure::LatencyAdaptiveMax]
+                [
+                    Figure::LatencyAdaptiveP50,
+                    Figure::LatencyAdaptiveP99,
+                    Figure::LatencyAdaptiveMax,
+                ]
             } else {
                 [Figure::LatencyP50, Figure::LatencyP99, Figure::LatencyMax]
             };
@@ -185,10 +196,11 @@ fn measure_switch(ctx: &mut Ctx, k: SwitchKind, run: usize) -> Result<(), BenchE
                     ctx.set(k, figs[2], run, Some(l.max));
                     if l.samples < o.ping_count {
                         let lost = o.ping_count - l.samples;
-                        ctx.problems
-                            .entry(k)
-                            .or_default()
-                            .push(format!("run {}: ping: {lost} of {} lost", run + 1, o.ping_count));
+                        ctx.problems.entry(k).or_default().push(format!(
+                            "run {}: ping: {lost} of {} lost",
+                            run + 1,
+                            o.ping_count
+                        ));
                     }
                 }
                 Err(e) => ctx.failed(k, run, "ping", e)?,
@@ -202,8 +214,15 @@ fn measure_switch(ctx: &mut Ctx, k: SwitchKind, run: usize) -> Result<(), BenchE
                 ctx.set(k, Figure::PpsRx, run, Some(r.rx_kpps));
                 ctx.set(k, Figure::PpsTx, run, Some(r.tx_kpps));
                 ctx.set(k, Figure::PpsLoss, run, Some(r.loss_pct));
-                ctx.set(k, Figure::PpsPacedDelivery, run, Some(r.paced_delivery_pct()));
-                ctx.set(k, Figure::PmdCyclesPerPacket, run, r.pmd_cycles);
+                ctx.set(
+                    k,
+                    Figure::PpsPacedDelivery,
+                    run,
+                    Some(r.paced_delivery_pct()),
+                );
+                if r.pmd_cycles.is_some() {
+                    ctx.set(k, Figure::PmdCyclesPerPacket, run, r.pmd_cycles);
+                }
                 if r.full.1.ring_drops > 0 {
                     ctx.problems.entry(k).or_default().push(format!(
                         "run {}: sink ring dropped {} frames (sink-bound)",
@@ -276,7 +295,9 @@ fn meta(plan: &Plan) -> Meta {
         kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .map(|s| s.trim().to_owned())
             .unwrap_or_default(),
-        cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        cpus: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
         runs: plan.runs,
         quick: plan.quick,
         pmd_core: plan.topo.pmd_core,
@@ -344,9 +365,11 @@ pub fn execute(plan: &Plan) -> Outcome {
     ctx.progress.finish();
     let mut meta = meta(plan);
     for (k, probs) in &ctx.problems {
-        let measured = Figure::ALL
-            .iter()
-            .any(|f| ctx.samples.get(*k, *f).is_some_and(|v| v.iter().any(Option::is_some)));
+        let measured = Figure::ALL.iter().any(|f| {
+            ctx.samples
+                .get(*k, *f)
+                .is_some_and(|v| v.iter().any(Option::is_some))
+        });
         if !measured {
             skipped.push(Skipped {
                 switch: k.id().into(),

@@ -18,7 +18,12 @@ pub struct Summary {
 /// Summarises `runs`, skipping missing and non-finite values (a failed run
 /// must not become a zero that drags the median). None when nothing is left.
 pub fn summarize(runs: &[Option<f64>]) -> Option<Summary> {
-    let mut v: Vec<f64> = runs.iter().flatten().copied().filter(|x| x.is_finite()).collect();
+    let mut v: Vec<f64> = runs
+        .iter()
+        .flatten()
+        .copied()
+        .filter(|x| x.is_finite())
+        .collect();
     if v.is_empty() {
         return None;
     }

@@ -323,7 +323,16 @@ impl Topology {
     }
 
     fn add_veth(&mut self, host: &str, side: &Side) -> Result<()> {
-        ip(&["link", "add", host, "type", "veth", "peer", "name", &side.ifname])?;
+        ip(&[
+            "link",
+            "add",
+            host,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &side.ifname,
+        ])?;
         self.links.push(LinkGuard {
             name: host.to_owned(),
         });
@@ -339,8 +348,22 @@ impl Topology {
 
     fn configure_inside(&self, ifname: &str, side: &Side) -> Result<()> {
         let ns = side.netns.as_str();
-        run_in(ns, "ip", &["link", "set", ifname, "address", &mac_str(side.mac)])?;
-        run_in(ns, "ip", &["addr", "add", &format!("{}/24", side.ip_text()), "dev", ifname])?;
+        run_in(
+            ns,
+            "ip",
+            &["link", "set", ifname, "address", &mac_str(side.mac)],
+        )?;
+        run_in(
+            ns,
+            "ip",
+            &[
+                "addr",
+                "add",
+                &format!("{}/24", side.ip_text()),
+                "dev",
+                ifname,
+            ],
+        )?;
         run_in(ns, "ip", &["link", "set", ifname, "up"])?;
         Ok(())
     }
@@ -366,9 +389,19 @@ impl Topology {
         let target = self.c2.ip_text();
         for _ in 0..tries {
             super::sys::check_interrupt()?;
-            if run_in(&self.c1.netns, "ping", &["-n", "-q", "-c", "1", "-W", "0.5", &target]).is_ok() {
+            if run_in(
+                &self.c1.netns,
+                "ping",
+                &["-n", "-q", "-c", "1", "-W", "0.5", &target],
+            )
+            .is_ok()
+            {
                 // One more in the other direction so c1's MAC is learned.
-                let _ = run_in(&self.c2.netns, "ping", &["-n", "-q", "-c", "1", "-W", "0.5", &self.c1.ip_text()]);
+                let _ = run_in(
+                    &self.c2.netns,
+                    "ping",
+                    &["-n", "-q", "-c", "1", "-W", "0.5", &self.c1.ip_text()],
+                );
                 return Ok(());
             }
         }

@@ -99,7 +99,11 @@ pub struct GenTotals {
 impl Generator {
     /// Starts sending `template` frames from `ep` as fast as possible, or at
     /// about `rate_pps` when given.
-    pub fn start(ep: &Endpoint, template: FrameTemplate, rate_pps: Option<u64>) -> Result<Generator> {
+    pub fn start(
+        ep: &Endpoint,
+        template: FrameTemplate,
+        rate_pps: Option<u64>,
+    ) -> Result<Generator> {
         let shared = Arc::new(GenShared::default());
         let sh = shared.clone();
         let ifname = ep.ifname.clone();

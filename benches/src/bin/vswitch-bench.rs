@@ -61,7 +61,12 @@ struct Args {
     work_dir: PathBuf,
 }
 
-fn parse_list<T>(items: &[String], what: &str, parse: impl Fn(&str) -> Option<T>, all: &[T]) -> anyhow::Result<Vec<T>>
+fn parse_list<T>(
+    items: &[String],
+    what: &str,
+    parse: impl Fn(&str) -> Option<T>,
+    all: &[T],
+) -> anyhow::Result<Vec<T>>
 where
     T: Copy + PartialEq,
 {
@@ -110,7 +115,11 @@ fn main() -> anyhow::Result<()> {
     let plan = Plan {
         switches,
         groups,
-        runs: if args.quick && !runs_given { 1 } else { args.runs },
+        runs: if args.quick && !runs_given {
+            1
+        } else {
+            args.runs
+        },
         opts,
         topo: TopologyConfig {
             pmd_core: args.pmd_core,

@@ -154,13 +154,24 @@ fn packet_socket(what: &str) -> Result<OwnedFd> {
     // the socket is bound.
     let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
-        return Err(BenchError::io(what, "socket(AF_PACKET)", io::Error::last_os_error()));
+        return Err(BenchError::io(
+            what,
+            "socket(AF_PACKET)",
+            io::Error::last_os_error(),
+        ));
     }
     // SAFETY: fd was just created and is owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-fn setsockopt<T>(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, v: &T, what: &str, op: &'static str) -> Result<()> {
+fn setsockopt<T>(
+    fd: &OwnedFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    v: &T,
+    what: &str,
+    op: &'static str,
+) -> Result<()> {
     // SAFETY: `v` points to a live value of the size passed.
     let rc = unsafe {
         libc::setsockopt(
@@ -220,10 +231,31 @@ impl TxRing {
     pub fn open(ifname: &str, frames: usize) -> Result<TxRing> {
         let what = format!("generator on \"{ifname}\"");
         let fd = packet_socket(&what)?;
-        setsockopt(&fd, libc::SOL_PACKET, PACKET_VERSION, &TPACKET_V2, &what, "PACKET_VERSION")?;
-        setsockopt(&fd, libc::SOL_PACKET, PACKET_QDISC_BYPASS, &1i32, &what, "PACKET_QDISC_BYPASS")?;
+        setsockopt(
+            &fd,
+            libc::SOL_PACKET,
+            PACKET_VERSION,
+            &TPACKET_V2,
+            &what,
+            "PACKET_VERSION",
+        )?;
+        setsockopt(
+            &fd,
+            libc::SOL_PACKET,
+            PACKET_QDISC_BYPASS,
+            &1i32,
+            &what,
+            "PACKET_QDISC_BYPASS",
+        )?;
         // Enough socket buffer for a full ring in flight; best effort.
-        let _ = setsockopt(&fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, &(8i32 << 20), &what, "SO_SNDBUFFORCE");
+        let _ = setsockopt(
+            &fd,
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUFFORCE,
+            &(8i32 << 20),
+            &what,
+            "SO_SNDBUFFORCE",
+        );
         let frame_size = 2048usize;
         let per_block = 8usize;
         let blocks = frames.div_ceil(per_block).max(1);
@@ -234,7 +266,14 @@ impl TxRing {
             frame_size: frame_size as u32,
             frame_nr: frames as u32,
         };
-        setsockopt(&fd, libc::SOL_PACKET, PACKET_TX_RING, &req, &what, "PACKET_TX_RING")?;
+        setsockopt(
+            &fd,
+            libc::SOL_PACKET,
+            PACKET_TX_RING,
+            &req,
+            &what,
+            "PACKET_TX_RING",
+        )?;
         let ring = Ring::map(&fd, frame_size * frames, &what)?;
         bind(&fd, ifname, 0, &what)?;
         Ok(TxRing {
@@ -250,7 +289,10 @@ impl TxRing {
     }
 
     fn reclaim(&mut self, slot: usize) -> bool {
-        let st = self.ring.status(slot * self.frame_size).load(Ordering::Acquire);
+        let st = self
+            .ring
+            .status(slot * self.frame_size)
+            .load(Ordering::Acquire);
         if st & (TP_STATUS_SEND_REQUEST | TP_STATUS_SENDING) != 0 {
             return false;
         }
@@ -277,13 +319,18 @@ impl TxRing {
             return false;
         }
         let base = slot * self.frame_size;
-        let len = write(self.ring.slice_mut(base + TX_DATA_OFFSET, self.frame_size - TX_DATA_OFFSET));
+        let len = write(
+            self.ring
+                .slice_mut(base + TX_DATA_OFFSET, self.frame_size - TX_DATA_OFFSET),
+        );
         if len == 0 {
             return false;
         }
         // tp_len is the second u32 of tpacket2_hdr.
         self.ring.write_u32(base + 4, len as u32);
-        self.ring.status(base).store(TP_STATUS_SEND_REQUEST, Ordering::Release);
+        self.ring
+            .status(base)
+            .store(TP_STATUS_SEND_REQUEST, Ordering::Release);
         self.in_flight[slot] = true;
         self.next = (slot + 1) % self.frames;
         true
@@ -294,7 +341,8 @@ impl TxRing {
     pub fn kick(&mut self) -> io::Result<()> {
         // SAFETY: send(2) with no buffer on a TX-ring socket transmits the
         // frames marked SEND_REQUEST.
-        let rc = unsafe { libc::send(self.fd.as_raw_fd(), std::ptr::null(), 0, libc::MSG_DONTWAIT) };
+        let rc =
+            unsafe { libc::send(self.fd.as_raw_fd(), std::ptr::null(), 0, libc::MSG_DONTWAIT) };
         if rc < 0 {
             let e = io::Error::last_os_error();
             return match e.raw_os_error() {
@@ -330,7 +378,14 @@ impl RxRing {
     pub fn open(ifname: &str, block_size: usize, blocks: usize, retire_ms: u32) -> Result<RxRing> {
         let what = format!("sink on \"{ifname}\"");
         let fd = packet_socket(&what)?;
-        setsockopt(&fd, libc::SOL_PACKET, PACKET_VERSION, &TPACKET_V3, &what, "PACKET_VERSION")?;
+        setsockopt(
+            &fd,
+            libc::SOL_PACKET,
+            PACKET_VERSION,
+            &TPACKET_V3,
+            &what,
+            "PACKET_VERSION",
+        )?;
         let frame_size = 2048usize;
         let req = TpacketReq3 {
             block_size: block_size as u32,
@@ -341,7 +396,14 @@ impl RxRing {
             sizeof_priv: 0,
             feature_req_word: 0,
         };
-        setsockopt(&fd, libc::SOL_PACKET, PACKET_RX_RING, &req, &what, "PACKET_RX_RING")?;
+        setsockopt(
+            &fd,
+            libc::SOL_PACKET,
+            PACKET_RX_RING,
+            &req,
+            &what,
+            "PACKET_RX_RING",
+        )?;
         let ring = Ring::map(&fd, block_size * blocks, &what)?;
         bind(&fd, ifname, ETH_P_IP, &what)?;
         Ok(RxRing {
@@ -394,7 +456,9 @@ impl RxRing {
             }
             pkt += next;
         }
-        self.ring.status(base + 8).store(TP_STATUS_KERNEL, Ordering::Release);
+        self.ring
+            .status(base + 8)
+            .store(TP_STATUS_KERNEL, Ordering::Release);
         self.next = (self.next + 1) % self.blocks;
         seen
     }
