@@ -7,6 +7,9 @@ use std::fmt;
 /// A switch under test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum SwitchKind {
+    /// No switch: one veth pair straight from c1 to c2. The ceiling of the
+    /// generator and of the namespaces' own stacks.
+    NoSwitch,
     /// Linux bridge with veth pairs.
     KernelBridge,
     /// Open vSwitch userspace datapath, AF_XDP ports on veth host ends.
@@ -23,7 +26,8 @@ pub enum SwitchKind {
 
 impl SwitchKind {
     /// Every switch, in table order (anchors first: ratios refer to them).
-    pub const ALL: [SwitchKind; 6] = [
+    pub const ALL: [SwitchKind; 7] = [
+        SwitchKind::NoSwitch,
         SwitchKind::KernelBridge,
         SwitchKind::OvsAfxdp,
         SwitchKind::OvsTap,
@@ -35,6 +39,7 @@ impl SwitchKind {
     /// Stable id (CLI `--only`, JSON `switch`).
     pub fn id(self) -> &'static str {
         match self {
+            SwitchKind::NoSwitch => "no-switch",
             SwitchKind::KernelBridge => "kernel-bridge",
             SwitchKind::OvsAfxdp => "ovs-afxdp",
             SwitchKind::OvsTap => "ovs-tap",

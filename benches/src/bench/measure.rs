@@ -63,14 +63,15 @@ impl Options {
         }
     }
 
-    /// `--quick`: short windows, same sample counts where they matter.
+    /// `--quick`: short windows, same ping sample count.
     pub fn quick() -> Options {
         Options {
-            pps_warmup: Duration::from_millis(500),
-            pps_window: Duration::from_secs(2),
+            pps_warmup: Duration::from_millis(300),
+            pps_window: Duration::from_secs(1),
             tcp_secs: 2,
-            ping_interval: 0.002,
-            idle_window: Duration::from_secs(2),
+            ping_interval: 0.001,
+            idle_window: Duration::from_secs(1),
+            flow_rules: 2_000,
             ..Options::full()
         }
     }

@@ -317,6 +317,11 @@ fn meta(plan: &Plan) -> Meta {
             "pps_paced_delivery: frames delivered of a short run at the paced rate every \
              switch sustains; pps_rx/pps_tx: generator at its highest rate"
                 .into(),
+            format!(
+                "flow setup: {} rules, {} per add_flows call (one datapath generation \
+                 each; OVS: one ovs-ofctl add-flows), background traffic at {} pps",
+                plan.opts.flow_rules, plan.opts.flow_batch, plan.opts.paced_pps
+            ),
             "flow_setup_stall is the longest gap between frames at the sink while rules are \
              installed, an upper bound of the PMD stall; read it against \
              flow_setup_baseline_gap"

@@ -266,12 +266,22 @@ impl Topology {
         t.netns.push(NetnsGuard::create(&t.c1.netns)?);
         t.netns.push(NetnsGuard::create(&t.c2.netns)?);
         let hosts = [format!("{p}h1"), format!("{p}h2")];
-        if kind.uses_veth() {
+        if kind == SwitchKind::NoSwitch {
+            ip(&["link", "add", &t.c1.ifname, "type", "veth", "peer", "name", &t.c2.ifname])?;
+            t.links.push(LinkGuard {
+                name: t.c1.ifname.clone(),
+            });
+            for side in [t.c1.clone(), t.c2.clone()] {
+                ip(&["link", "set", &side.ifname, "netns", &side.netns])?;
+                t.configure_inside(&side.ifname, &side)?;
+            }
+        } else if kind.uses_veth() {
             for (side, host) in [t.c1.clone(), t.c2.clone()].iter().zip(&hosts) {
                 t.add_veth(host, side)?;
             }
         }
         match kind {
+            SwitchKind::NoSwitch => {}
             SwitchKind::KernelBridge => {
                 let br = format!("{p}br");
                 ip(&["link", "add", &br, "type", "bridge"])?;

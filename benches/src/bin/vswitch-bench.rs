@@ -27,7 +27,7 @@ struct Args {
     /// unless --runs is given).
     #[arg(long)]
     quick: bool,
-    /// Switches to measure, comma separated (default all): kernel-bridge,
+    /// Switches to measure, comma separated (default all): no-switch, kernel-bridge,
     /// ovs-afxdp, ovs-tap, vswitch-tap, vswitch-afxdp, vswitch-afpacket.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -53,9 +53,12 @@ struct Args {
     /// Distinct UDP 5-tuples the generator cycles through (1, 1000, 100000).
     #[arg(long, default_value_t = 1)]
     flows: usize,
-    /// Rules installed by the flow-setup figure.
-    #[arg(long, default_value_t = 10_000)]
-    flow_rules: usize,
+    /// Rules installed by the flow-setup figure (default 10000, --quick 2000).
+    #[arg(long)]
+    flow_rules: Option<usize>,
+    /// Rules per `add_flows` call (one new datapath generation each).
+    #[arg(long, default_value_t = 100)]
+    flow_batch: usize,
     /// Directory for the private OVS instance.
     #[arg(long, default_value = "/tmp")]
     work_dir: PathBuf,
@@ -110,7 +113,10 @@ fn main() -> anyhow::Result<()> {
     };
     opts.frame_size = args.size - 4;
     opts.flows = args.flows.max(1);
-    opts.flow_rules = args.flow_rules;
+    if let Some(n) = args.flow_rules {
+        opts.flow_rules = n;
+    }
+    opts.flow_batch = args.flow_batch.max(1);
     opts.load_core = args.load_core;
     let plan = Plan {
         switches,
