@@ -141,12 +141,52 @@ impl PpsResult {
     }
 }
 
-fn pmd_counters(t: &Topology) -> Option<(u64, u64)> {
+/// Counters of our PMD threads at one instant.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct PmdSample {
+    /// Wall time of iterations that moved packets, ns.
+    pub busy_ns: u64,
+    /// Wall time of empty iterations and sleeps, ns.
+    pub idle_ns: u64,
+    /// Packets received.
+    pub packets: u64,
+    /// On-CPU time of the PMD threads (procfs), s.
+    pub cpu_secs: f64,
+}
+
+fn pmd_sample(t: &Topology) -> Option<PmdSample> {
     let sw = t.ours()?.switch();
-    let (busy, pkts) = sw.pmd_stats().iter().fold((0, 0), |(b, p), i| {
-        (b + i.stats.busy_ns, p + i.stats.packets)
-    });
-    Some((busy, pkts))
+    let mut s = sw
+        .pmd_stats()
+        .iter()
+        .fold(PmdSample::default(), |mut s, i| {
+            s.busy_ns += i.stats.busy_ns;
+            s.idle_ns += i.stats.idle_ns;
+            s.packets += i.stats.packets;
+            s
+        });
+    s.cpu_secs = sys::threads_named("pmd")
+        .into_iter()
+        .filter_map(sys::thread_cpu_secs)
+        .sum();
+    Some(s)
+}
+
+/// Cycles per packet on the PMD core between two samples: the PMD
+/// threads' on-CPU time (so time other processes took from the core does
+/// not count) times their busy share (so empty polls do not count either),
+/// at the nominal clock `hz`.
+pub fn pmd_cycles_per_packet(a: &PmdSample, b: &PmdSample, hz: f64) -> Option<f64> {
+    let packets = b.packets.checked_sub(a.packets).filter(|p| *p > 0)?;
+    let busy = b.busy_ns.saturating_sub(a.busy_ns) as f64;
+    let idle = b.idle_ns.saturating_sub(a.idle_ns) as f64;
+    let share = if busy + idle > 0.0 {
+        busy / (busy + idle)
+    } else {
+        1.0
+    };
+    let cpu = (b.cpu_secs - a.cpu_secs).max(0.0);
+    Some(cpu * share * hz / packets as f64)
 }
 
 fn ovs_cycles_per_packet(t: &Topology) -> Option<f64> {
@@ -191,9 +231,9 @@ pub fn pps(t: &Topology, o: &Options) -> Result<PpsResult> {
         let _ = ovs.appctl(&["dpif-netdev/pmd-stats-clear"]);
     }
     sys::sleep(o.pps_warmup)?;
-    let (tx0, rx0, pmd0, t0) = (gen.sent(), sink.unique(), pmd_counters(t), Instant::now());
+    let (tx0, rx0, pmd0, t0) = (gen.sent(), sink.unique(), pmd_sample(t), Instant::now());
     sys::sleep(o.pps_window)?;
-    let (tx1, rx1, pmd1, dt) = (gen.sent(), sink.unique(), pmd_counters(t), t0.elapsed());
+    let (tx1, rx1, pmd1, dt) = (gen.sent(), sink.unique(), pmd_sample(t), t0.elapsed());
     let g = gen.stop();
     sys::sleep(Duration::from_millis(300))?;
     let s = sink.stop();
@@ -208,9 +248,7 @@ pub fn pps(t: &Topology, o: &Options) -> Result<PpsResult> {
     let tx = tx1.saturating_sub(tx0) as f64;
     let rx = rx1.saturating_sub(rx0) as f64;
     let pmd_cycles = match (pmd0, pmd1, sys::cpu_hz()) {
-        (Some((b0, p0)), Some((b1, p1)), Some(hz)) if p1 > p0 => {
-            Some((b1 - b0) as f64 * 1e-9 * hz / (p1 - p0) as f64)
-        }
+        (Some(a), Some(b), Some(hz)) => pmd_cycles_per_packet(&a, &b, hz),
         _ => ovs_cycles_per_packet(t),
     };
     Ok(PpsResult {
@@ -256,8 +294,12 @@ pub fn parse_iperf3(json: &str) -> Result<f64> {
         })
 }
 
-/// One iperf3 TCP stream c1 → c2; Gbit/s.
+/// One TCP stream c1 → c2 for `tcp_secs`; Gbit/s. iperf3 when installed,
+/// else the harness' own bounded sender and sink.
 pub fn tcp(t: &Topology, o: &Options) -> Result<f64> {
+    if !super::cmd::have_tool("iperf3") || std::env::var_os("VSWITCH_BENCH_NO_IPERF3").is_some() {
+        return super::tcp::throughput(&t.c1.netns, &t.c2.netns, t.c2.ip, o.load_core, o.tcp_secs);
+    }
     let core = o.load_core.to_string();
     let server = ChildGuard::spawn(
         Some(&t.c2.netns),
@@ -509,6 +551,21 @@ mod tests {
             .to_string()
             .contains("unable to connect"));
         assert!(parse_iperf3("not json").is_err());
+    }
+
+    #[test]
+    fn pmd_cycles_count_only_on_cpu_busy_time() {
+        let a = PmdSample::default();
+        let b = PmdSample {
+            busy_ns: 750,
+            idle_ns: 250,
+            packets: 1000,
+            cpu_secs: 0.5,
+        };
+        // 0.5 s on CPU, 75 % busy, 1 GHz, 1000 packets.
+        let c = pmd_cycles_per_packet(&a, &b, 1e9).unwrap();
+        assert!((c - 375_000.0).abs() < 1e-6, "{c}");
+        assert_eq!(pmd_cycles_per_packet(&b, &b, 1e9), None, "no packets");
     }
 
     #[test]

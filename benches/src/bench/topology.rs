@@ -267,7 +267,16 @@ impl Topology {
         t.netns.push(NetnsGuard::create(&t.c2.netns)?);
         let hosts = [format!("{p}h1"), format!("{p}h2")];
         if kind == SwitchKind::NoSwitch {
-            ip(&["link", "add", &t.c1.ifname, "type", "veth", "peer", "name", &t.c2.ifname])?;
+            ip(&[
+                "link",
+                "add",
+                &t.c1.ifname,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &t.c2.ifname,
+            ])?;
             t.links.push(LinkGuard {
                 name: t.c1.ifname.clone(),
             });
