@@ -47,9 +47,9 @@ pub enum DropReason {
     StormControl,
     /// A table or cache limit was hit and the packet could not be handled.
     TableLimit,
-    /// Flooded copy not sent back to the port it came from (not an error,
-    /// counted to explain flood fan-out).
-    SplitHorizon,
+    /// A flood found no eligible port (the ingress port is alone in its
+    /// VLAN, or every other port is a tunnel and the frame came from one).
+    NoDestination,
 }
 
 impl DropReason {
@@ -75,7 +75,7 @@ impl DropReason {
         DropReason::Spoofed,
         DropReason::StormControl,
         DropReason::TableLimit,
-        DropReason::SplitHorizon,
+        DropReason::NoDestination,
     ];
 
     /// Number of reasons.
@@ -104,7 +104,7 @@ impl DropReason {
             DropReason::Spoofed => "spoofed",
             DropReason::StormControl => "storm_control",
             DropReason::TableLimit => "table_limit",
-            DropReason::SplitHorizon => "split_horizon",
+            DropReason::NoDestination => "no_destination",
         }
     }
 

@@ -114,6 +114,9 @@ fn parse_one(
     tok: Token<'_>,
     ports: &dyn PortNames,
 ) -> Result<Action, FlowSyntaxError> {
+    if let Some(e) = misplaced(src, tok) {
+        return Err(e);
+    }
     let column = src.column(tok.start);
     // `name(args)` or `name:arg`, whichever separator comes first.
     let paren = tok.text.find('(');
@@ -220,6 +223,35 @@ fn parse_one(
     }
 }
 
+/// A `key=value` token in an action list is a misplaced match field or
+/// attribute (or a second `actions=`); say so instead of "unknown action".
+fn misplaced(src: &Source<'_>, tok: Token<'_>) -> Option<FlowSyntaxError> {
+    let eq = tok.text.find('=')?;
+    if tok.text[..eq].contains([':', '(']) {
+        return None;
+    }
+    let key = &tok.text[..eq];
+    let column = src.column(tok.start);
+    if key == "actions" {
+        return Some(invalid(&tok, column, "actions= may be given only once"));
+    }
+    let attributes = [
+        "table",
+        "priority",
+        "cookie",
+        "idle_timeout",
+        "hard_timeout",
+    ];
+    if is_field_name(key) || attributes.contains(&key) {
+        return Some(invalid(
+            &tok,
+            column,
+            "match fields and rule attributes must come before actions=",
+        ));
+    }
+    None
+}
+
 /// Actions written without an argument, or a bare port (`actions=3`).
 fn bare(
     src: &Source<'_>,
@@ -234,15 +266,6 @@ fn bare(
         "strip_vlan" | "pop_vlan" => return Ok(Action::StripVlan),
         "dec_ttl" => return Ok(Action::DecTtl),
         _ => {}
-    }
-    if let Some((key, _)) = tok.text.split_once('=') {
-        if is_field_name(key) || ["table", "priority", "cookie"].contains(&key) {
-            return Err(invalid(
-                &tok,
-                src.column(tok.start),
-                "match fields and rule attributes must come before actions=",
-            ));
-        }
     }
     if ACTION_NAMES.contains(&lower) {
         return Err(invalid(&tok, src.column(tok.start), "needs an argument"));

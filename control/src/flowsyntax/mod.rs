@@ -127,6 +127,30 @@ impl PortNames for NumericPorts {
     }
 }
 
+/// A resolver from two closures: name → number and number → name.
+#[derive(Clone, Copy)]
+pub struct PortFns<F, G>(pub F, pub G);
+
+impl<F, G> std::fmt::Debug for PortFns<F, G> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PortFns")
+    }
+}
+
+impl<F, G> PortNames for PortFns<F, G>
+where
+    F: Fn(&str) -> Option<PortNo>,
+    G: Fn(PortNo) -> Option<String>,
+{
+    fn port_no(&self, name: &str) -> Option<PortNo> {
+        (self.0)(name)
+    }
+
+    fn port_name(&self, no: PortNo) -> Option<String> {
+        (self.1)(no)
+    }
+}
+
 /// A parsed match-only string (`del-flows`, `trace`): the match plus the
 /// optional `table=` and `priority=` it named.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -900,6 +900,11 @@ fn unknown_and_misplaced_actions_are_explained() {
         msg("actions=output"),
         "action output at column 9: needs an argument"
     );
+    assert_eq!(
+        msg("actions=output:1,actions=output:2"),
+        "action actions=output:2 at column 18: actions= may be given only once"
+    );
+    assert!(msg("actions=NORMAL,priority=3").contains("must come before actions="));
     assert!(matches!(
         err("actions=resubmit(,1"),
         FlowSyntaxError::Syntax { .. }
@@ -1127,6 +1132,21 @@ fn resolvers_map_names_both_ways() {
             .unwrap_err()
             .to_string(),
         "unknown port \"eth0\" at column 9"
+    );
+}
+
+#[test]
+fn closures_resolve_ports_too() {
+    let fns = PortFns(
+        |name: &str| name.strip_prefix("veth").and_then(|n| n.parse().ok()),
+        |no: PortNo| Some(format!("veth{no}")),
+    );
+    let r = parse_rule("in_port=veth7,actions=output:veth8", &fns).unwrap();
+    assert_eq!(r.r#match.get(Field::InPort).0, 7);
+    assert_eq!(r.actions, vec![Action::Output(8)]);
+    assert_eq!(
+        format_rule(&r, &fns),
+        "table=0,priority=32768,in_port=veth7,actions=output:veth8"
     );
 }
 

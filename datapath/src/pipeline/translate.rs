@@ -578,7 +578,7 @@ fn normal(ctx: &mut Ctx<'_>) {
                 normal_output(ctx, p, vlan);
             }
             if !any {
-                ctx.note_drop(DropReason::SplitHorizon);
+                ctx.note_drop(DropReason::NoDestination);
             }
         }
     }

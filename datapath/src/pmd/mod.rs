@@ -20,10 +20,12 @@ use crate::classifier::{Emc, EmcStats, MegaflowCache, MegaflowEntry, MegaflowId,
 use crate::drop::{DropCounters, DropReason};
 use crate::exec::{execute, Offsets};
 use crate::flow::{extract, Anomaly, FlowKey, PortNo};
+use crate::packet::GsoType;
 use crate::packet::{Batch, Packet, PacketPool, BATCH_SIZE};
 use crate::pipeline::{translate, BridgeView, InstalledRule};
-use crate::port::LinkState;
+use crate::port::{LinkState, OffloadCaps, Port};
 use crate::switch::Snapshot;
+use crate::wire;
 use std::sync::Arc;
 
 /// Per-PMD counters.
@@ -90,6 +92,19 @@ impl Default for PmdConfig {
     }
 }
 
+/// Ethernet header plus two VLAN tags: what a frame may add to the MTU.
+const ETH_OVERHEAD: usize = 14 + 8;
+
+/// True when `pkt` cannot go to a port with `caps` as it is.
+#[inline]
+fn needs_egress_work(pkt: &Packet, caps: OffloadCaps, max_frame: usize) -> bool {
+    match pkt.offload.gso_type {
+        GsoType::None => pkt.len() > max_frame || (pkt.offload.needs_csum() && !caps.partial_csum),
+        GsoType::TcpV4 | GsoType::TcpV6 => !(caps.tso && caps.partial_csum),
+        GsoType::UdpL4 => !(caps.uso && caps.partial_csum),
+    }
+}
+
 /// A flow hit within one batch, credited to its rules once per batch.
 #[derive(Clone, Copy)]
 struct BatchFlow {
@@ -110,6 +125,10 @@ pub struct Pmd {
     /// Port numbers with a non-empty transmit batch.
     tx_dirty: Vec<PortNo>,
     rx: Batch,
+    /// Output staging for the slow egress path.
+    egress: Batch,
+    /// Segments of one GSO frame being cut in software.
+    segments: Vec<Packet>,
     flows: Vec<BatchFlow>,
     generation: u64,
     stats: PmdStats,
@@ -136,6 +155,8 @@ impl Pmd {
             tx: Vec::new(),
             tx_dirty: Vec::with_capacity(64),
             rx: Batch::new(),
+            egress: Batch::new(),
+            segments: Vec::with_capacity(64),
             flows: Vec::with_capacity(BATCH_SIZE),
             generation: u64::MAX,
             stats: PmdStats::default(),
@@ -286,7 +307,12 @@ impl Pmd {
                 continue;
             };
             let len = pkt.len() as u64;
-            match self.flows.iter_mut().find(|f| f.id == id) {
+            // Bursts are mostly runs of one flow: try the last one first.
+            let found = match self.flows.last_mut() {
+                Some(f) if f.id == id => Some(f),
+                _ => self.flows.iter_mut().find(|f| f.id == id),
+            };
+            match found {
                 Some(f) => {
                     f.packets += 1;
                     f.bytes += len;
@@ -420,35 +446,117 @@ impl Pmd {
     }
 
     fn flush_port(&mut self, snap: &Snapshot, port_no: PortNo) {
-        let Some(batch) = self.tx.get_mut(port_no as usize) else {
+        let Some(mut batch) = self
+            .tx
+            .get_mut(port_no as usize)
+            .map(|b| std::mem::replace(b, Batch::placeholder()))
+        else {
             return;
         };
-        if batch.is_empty() {
+        if !batch.is_empty() {
+            let n = batch.len() as u64;
+            match snap.port(port_no) {
+                Some(entry) if entry.port.link() == LinkState::Up => {
+                    let port: &dyn Port = &*entry.port;
+                    let caps = port.offload_caps();
+                    let max_frame = port.mtu() as usize + ETH_OVERHEAD;
+                    if batch
+                        .as_slice()
+                        .iter()
+                        .any(|p| needs_egress_work(p, caps, max_frame))
+                    {
+                        self.send_prepared(port, &mut batch, caps, max_frame);
+                    } else {
+                        let sent = port
+                            .tx_burst(self.index, &mut batch, &mut self.pool)
+                            .unwrap_or(0) as u64;
+                        self.stats.tx_packets += sent;
+                        if sent < n {
+                            self.drops.add(DropReason::TxQueueFull, n - sent);
+                        }
+                    }
+                }
+                Some(_) => self.drops.add(DropReason::PortDown, n),
+                None => self.drops.add(DropReason::NoSuchPort, n),
+            }
+            // tx_burst leaves the batch empty; the drop paths land here.
+            self.pool.free_all(batch.drain());
+        }
+        self.tx[port_no as usize] = batch;
+    }
+
+    /// The slow egress path: some packet needs software segmentation, a
+    /// completed checksum, or is too large for the port.
+    fn send_prepared(
+        &mut self,
+        port: &dyn Port,
+        batch: &mut Batch,
+        caps: OffloadCaps,
+        max_frame: usize,
+    ) {
+        let mut out = std::mem::replace(&mut self.egress, Batch::placeholder());
+        let mut segs = std::mem::take(&mut self.segments);
+        for mut pkt in batch.drain() {
+            let gso_ok = match pkt.offload.gso_type {
+                GsoType::None => true,
+                GsoType::TcpV4 | GsoType::TcpV6 => caps.tso && caps.partial_csum,
+                GsoType::UdpL4 => caps.uso && caps.partial_csum,
+            };
+            if !gso_ok {
+                let res = wire::segment(&pkt, &mut self.pool, |seg| segs.push(seg));
+                self.pool.free(pkt);
+                if res.is_err() {
+                    self.drops.add(DropReason::Malformed, 1);
+                }
+                for seg in segs.drain(..) {
+                    if seg.len() > max_frame {
+                        self.drops.add(DropReason::Mtu, 1);
+                        self.pool.free(seg);
+                        continue;
+                    }
+                    self.queue_egress(port, &mut out, seg);
+                }
+                continue;
+            }
+            if !pkt.offload.is_gso() && pkt.len() > max_frame {
+                self.drops.add(DropReason::Mtu, 1);
+                self.pool.free(pkt);
+                continue;
+            }
+            if pkt.offload.needs_csum()
+                && !caps.partial_csum
+                && wire::finish_packet_checksum(&mut pkt).is_err()
+            {
+                self.drops.add(DropReason::Malformed, 1);
+                self.pool.free(pkt);
+                continue;
+            }
+            self.queue_egress(port, &mut out, pkt);
+        }
+        self.send_egress(port, &mut out);
+        self.egress = out;
+        self.segments = segs;
+    }
+
+    fn queue_egress(&mut self, port: &dyn Port, out: &mut Batch, pkt: Packet) {
+        if out.is_full() {
+            self.send_egress(port, out);
+        }
+        // Cannot fail: the batch was emptied above when full.
+        let _ = out.push(pkt);
+    }
+
+    fn send_egress(&mut self, port: &dyn Port, out: &mut Batch) {
+        let n = out.len() as u64;
+        if n == 0 {
             return;
         }
-        let n = batch.len() as u64;
-        match snap.port(port_no) {
-            Some(entry) if entry.port.link() == LinkState::Up => {
-                let sent = entry
-                    .port
-                    .tx_burst(self.index, batch, &mut self.pool)
-                    .unwrap_or(0) as u64;
-                self.stats.tx_packets += sent;
-                if sent < n {
-                    self.drops.add(DropReason::TxQueueFull, n - sent);
-                }
-            }
-            Some(_) => {
-                self.drops.add(DropReason::PortDown, n);
-                self.pool.free_all(batch.drain());
-            }
-            None => {
-                self.drops.add(DropReason::NoSuchPort, n);
-                self.pool.free_all(batch.drain());
-            }
+        let sent = port.tx_burst(self.index, out, &mut self.pool).unwrap_or(0) as u64;
+        self.stats.tx_packets += sent;
+        if sent < n {
+            self.drops.add(DropReason::TxQueueFull, n - sent);
         }
-        // tx_burst leaves the batch empty; make sure of it on error paths.
-        self.pool.free_all(batch.drain());
+        self.pool.free_all(out.drain());
     }
 
     /// Sends every pending transmit batch.
