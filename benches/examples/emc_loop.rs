@@ -16,9 +16,21 @@ fn main() {
             ..PmdConfig::default()
         },
     );
-    ms.forward(2, &[udp64(mac(2), [0xff; 6], [10, 0, 0, 2], [10, 0, 0, 1], 1, 1)]);
+    ms.forward(
+        2,
+        &[udp64(mac(2), [0xff; 6], [10, 0, 0, 2], [10, 0, 0, 1], 1, 1)],
+    );
     let frames: Vec<Vec<u8>> = (0..32u16)
-        .map(|i| udp64(mac(1), mac(2), [10, 0, 0, 1], [10, 0, 0, 2], 1000 + i % 16, 80))
+        .map(|i| {
+            udp64(
+                mac(1),
+                mac(2),
+                [10, 0, 0, 1],
+                [10, 0, 0, 2],
+                1000 + i % 16,
+                80,
+            )
+        })
         .collect();
     let t = std::time::Instant::now();
     let mut n = 0;

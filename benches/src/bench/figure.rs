@@ -241,9 +241,9 @@ impl Figure {
     /// Human label for the table and the plot.
     pub fn label(self) -> &'static str {
         match self {
-            Figure::PpsRx => "64B rx",
-            Figure::PpsTx => "64B tx (offered)",
-            Figure::PpsLoss => "64B loss",
+            Figure::PpsRx => "pkt rate rx",
+            Figure::PpsTx => "pkt rate tx (offered)",
+            Figure::PpsLoss => "pkt loss",
             Figure::PpsPacedDelivery => "delivered at paced rate",
             Figure::PmdCyclesPerPacket => "PMD cycles/packet",
             Figure::TcpGbps => "TCP, offloads on",

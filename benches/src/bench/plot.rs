@@ -147,11 +147,11 @@ mod tests {
         };
         let full = bars
             .iter()
-            .find(|l| l.contains("vswitch-tap 64B rx"))
+            .find(|l| l.contains("vswitch-tap pkt rate rx"))
             .unwrap();
         let half = bars
             .iter()
-            .find(|l| l.contains("kernel-bridge 64B rx"))
+            .find(|l| l.contains("kernel-bridge pkt rate rx"))
             .unwrap();
         assert_eq!(height(full), PLOT_H);
         assert_eq!(height(half), PLOT_H / 2.0);

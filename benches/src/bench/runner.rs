@@ -46,6 +46,8 @@ pub struct Outcome {
 struct Progress {
     total: usize,
     done: usize,
+    /// Steps per switch and run (a switch may skip some: the bar jumps).
+    per_switch: usize,
     start: Instant,
     tty: bool,
 }
@@ -66,6 +68,11 @@ impl Progress {
         } else {
             eprintln!("{line}");
         }
+    }
+
+    /// Moves the bar to the end of the switch that started at `start`.
+    fn end_switch(&mut self, start: usize) {
+        self.done = (start + self.per_switch).min(self.total);
     }
 
     fn note(&self, msg: &str) {
@@ -344,6 +351,7 @@ pub fn execute(plan: &Plan) -> Outcome {
         progress: Progress {
             total: plan.runs * switches.len() * steps_per,
             done: 0,
+            per_switch: steps_per,
             start: Instant::now(),
             tty: std::io::stderr().is_terminal(),
         },
@@ -351,7 +359,10 @@ pub fn execute(plan: &Plan) -> Outcome {
     let mut interrupted = false;
     'runs: for run in 0..plan.runs {
         for &k in &switches {
-            if let Err(e) = measure_switch(&mut ctx, k, run) {
+            let start = ctx.progress.done;
+            let r = measure_switch(&mut ctx, k, run);
+            ctx.progress.end_switch(start);
+            if let Err(e) = r {
                 if matches!(e, BenchError::Interrupted) {
                     interrupted = true;
                     break 'runs;
