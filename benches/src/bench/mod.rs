@@ -21,6 +21,7 @@ pub mod report;
 pub mod runner;
 pub mod stats;
 pub mod sys;
+pub mod targets;
 pub mod tcp;
 pub mod topology;
 pub mod traffic;

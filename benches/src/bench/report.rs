@@ -93,6 +93,8 @@ pub struct Report {
     pub skipped: Vec<Skipped>,
     /// Figures.
     pub results: Vec<Record>,
+    /// BENCHMARKS.md targets judged on this run's medians.
+    pub targets: Vec<super::targets::Verdict>,
 }
 
 /// Per-run values as they are measured, keyed by switch and figure.
@@ -178,11 +180,13 @@ impl Samples {
 impl Report {
     /// A report over `samples`.
     pub fn new(meta: Meta, skipped: Vec<Skipped>, samples: &Samples) -> Report {
+        let results = samples.records();
         Report {
             schema: SCHEMA.to_owned(),
             meta,
             skipped,
-            results: samples.records(),
+            targets: super::targets::check(&results),
+            results,
         }
     }
 
@@ -239,6 +243,19 @@ impl Report {
         let mut out = t.render();
         for s in &self.skipped {
             out.push_str(&format!("skipped {}: {}\n", s.switch, s.reason));
+        }
+        let judged: Vec<_> = self
+            .targets
+            .iter()
+            .filter(|v| v.status != "not measured")
+            .collect();
+        if !judged.is_empty() {
+            out.push_str("\nBENCHMARKS.md targets:\n");
+            let mut tt = Table::new(vec!["status".into(), "target".into(), "measured".into()]);
+            for v in judged {
+                tt.push(vec![v.status.clone(), v.target.clone(), v.measured.clone()]);
+            }
+            out.push_str(&tt.render());
         }
         out
     }
@@ -397,6 +414,8 @@ mod tests {
     fn table_columns_are_aligned_and_ratios_shown_for_measured_anchors_only() {
         let rep = Report::new(Meta::default(), Vec::new(), &sample());
         let text = rep.table();
+        assert!(text.contains("\nBENCHMARKS.md targets:\n"), "{text}");
+        assert!(text.contains("met     idle CPU (adaptive)"), "{text}");
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].starts_with("figure"));
         assert!(lines[0].ends_with("×kernel-bridge"));
@@ -412,7 +431,7 @@ mod tests {
             .find(|&i| end[i..].starts_with(&['m', 'e', 'd', 'i', 'a', 'n']))
             .unwrap()
             + "median".len();
-        for l in lines.iter().skip(2) {
+        for l in lines.iter().skip(2).take_while(|l| !l.is_empty()) {
             let c: Vec<char> = l.chars().collect();
             assert!(c[end - 1].is_ascii_digit(), "{l}");
             assert_eq!(c[end], ' ', "{l}");

@@ -214,7 +214,7 @@ fn measure_switch(ctx: &mut Ctx, k: SwitchKind, run: usize) -> Result<(), BenchE
         }
     }
     if ctx.wants(Group::Pps) {
-        ctx.progress.step(&format!("{tag}: 64B packet rate"));
+        ctx.progress.step(&format!("{tag}: packet rate"));
         match measure::pps(&topo, o) {
             Ok(r) => {
                 ctx.set(k, Figure::PpsRx, run, Some(r.rx_kpps));
