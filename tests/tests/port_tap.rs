@@ -9,6 +9,7 @@
 //! cores and some tests look at every interface in the root namespace.
 
 use datapath::packet::{Batch, PacketPool};
+use datapath::pmd::IdleMode;
 use datapath::port::{DownReason, LinkState, Port, TapConfig, TapError, TapIo, TapPort};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -409,6 +410,10 @@ fn persistent_tap_survives_drop_and_reattaches_with_its_addresses() {
     // "Crash": the port objects go away without destroy.
     drop(p1);
     drop(p2);
+    // A restart finds the interface and re-attaches rather than creating.
+    let (again, reattached) = TapPort::create_or_reattach(&c1).expect("create_or_reattach");
+    assert!(reattached);
+    drop(again);
     let addr = ns1.exec_ok("ip", &["-br", "addr", "show", "eth0"]);
     assert!(
         addr.contains("10.99.0.1/24"),
@@ -437,6 +442,12 @@ fn persistent_tap_survives_drop_and_reattaches_with_its_addresses() {
         Err(TapError::NotFound { .. }) => {}
         other => panic!("expected NotFound, got {other:?}"),
     }
+    // With nothing to re-attach to, the same call creates it afresh.
+    let (p1, reattached) = TapPort::create_or_reattach(&c1).expect("create");
+    assert!(!reattached);
+    let addr = ns1.exec_ok("ip", &["-br", "addr", "show", "eth0"]);
+    assert!(addr.contains("10.99.0.1/24"), "{addr}");
+    p1.destroy().expect("destroy");
 }
 
 #[test]
@@ -489,12 +500,50 @@ fn host_side_tap_without_namespace_is_named_after_the_port() {
         .success());
 }
 
-/// Names of the links in the root namespace.
-fn root_links() -> Vec<String> {
+/// Two TAP ports as ports of the real switch (one bridge, the default
+/// NORMAL rule, PMD threads) instead of the test forwarder, for the
+/// throughput report (the switch's own system tests are in switch_tap.rs).
+struct SwitchPair {
+    switch: Arc<datapath::switch::Switch>,
+    pair: Pair,
+}
+
+impl SwitchPair {
+    fn new(offloads: bool, idle: IdleMode, cores: Vec<usize>) -> SwitchPair {
+        let pair = Pair::new(offloads, None, 1);
+        let cfg = datapath::switch::SwitchConfig {
+            pmd_cores: cores,
+            idle,
+            ..Default::default()
+        };
+        let switch = datapath::switch::Switch::new(cfg).expect("switch");
+        switch.add_bridge("br0").expect("bridge");
+        for (no, p) in [(1, &pair.p1), (2, &pair.p2)] {
+            let port: Arc<dyn Port> = p.clone();
+            switch
+                .add_port("br0", no, port, Default::default())
+                .expect("add port");
+        }
+        SwitchPair { switch, pair }
+    }
+}
+
+impl Drop for SwitchPair {
+    fn drop(&mut self) {
+        self.switch.shutdown();
+    }
+}
+
+/// Links in the root namespace that carry this process's temporary TAP
+/// names (`vst` + pid in hex, see `temp_ifname`). Only these: other
+/// programs on the machine create and delete links there too.
+fn own_temporary_links() -> Vec<String> {
+    let prefix = format!("vst{:x}", std::process::id() & 0x3f_ffff);
     tests::ip(&["-o", "link", "show"])
         .lines()
         .filter_map(|l| l.split(": ").nth(1))
         .map(|n| n.split('@').next().unwrap_or(n).to_owned())
+        .filter(|n| n.starts_with(&prefix))
         .collect()
 }
 
@@ -506,7 +555,6 @@ fn busy_name_and_missing_namespace_are_clear_errors_leaving_nothing_behind() {
     let _g = serial();
     let ns = Netns::new("tapa");
     let _first = TapPort::create(&config(&ns, 1, true, None)).expect("create");
-    let before = root_links();
     let second = config(&ns, 2, true, None);
     let e = TapPort::create(&second).expect_err("second eth0 in the same netns");
     assert!(matches!(e, TapError::NameBusy { .. }), "{e:?}");
@@ -518,8 +566,11 @@ fn busy_name_and_missing_namespace_are_clear_errors_leaving_nothing_behind() {
             ns.name()
         )
     );
-    let after = root_links();
-    assert_eq!(before, after, "temporary TAP left in the root namespace");
+    assert_eq!(
+        own_temporary_links(),
+        Vec::<String>::new(),
+        "temporary TAP left in the root namespace"
+    );
     let links = ns.exec_ok("ip", &["-o", "link", "show"]);
     assert_eq!(links.lines().count(), 2, "{links}"); // lo and eth0
 
@@ -677,6 +728,31 @@ fn tap_gbps(offloads: bool, copy_small_frames: bool, io: TapIo, secs: u32) -> f6
     g
 }
 
+/// One iperf3 run through two TAP ports on the real switch (PMD threads
+/// on `cores`).
+fn switch_gbps(secs: u32, idle: IdleMode, cores: Vec<usize>) -> f64 {
+    let sp = SwitchPair::new(true, idle, cores);
+    let _ = iperf3_gbps(&sp.pair.ns1, &sp.pair.ns2, 1); // warm-up, ARP, FDB
+    let g = iperf3_gbps(&sp.pair.ns1, &sp.pair.ns2, secs);
+    let pmds: Vec<String> = sp
+        .switch
+        .pmd_stats()
+        .iter()
+        .map(|p| {
+            format!(
+                "core {:?}: {} pkts in {} batches, busy {} ms idle {} ms",
+                p.core,
+                p.stats.packets,
+                p.stats.batches,
+                p.stats.busy_ns / 1_000_000,
+                p.stats.idle_ns / 1_000_000
+            )
+        })
+        .collect();
+    eprintln!("  switch {idle:?}: {g:.2} Gbit/s; {pmds:?}");
+    g
+}
+
 /// Throughput report (not a test of a figure): TCP through two TAP ports
 /// and the test forwarder, offloads on (with and without the small-frame
 /// copy) and off, against the kernel bridge, interleaved round by round so
@@ -701,8 +777,11 @@ fn tcp_throughput_report_tap_vs_kernel_bridge() {
         "tap on, io_uring",
         "tap off",
         "tap off, io_uring",
+        "switch, 1 PMD, adaptive",
+        "switch, 1 PMD, poll",
+        "switch, 2 PMDs, adaptive",
     ];
-    let mut v: [Vec<f64>; 6] = Default::default();
+    let mut v: [Vec<f64>; 9] = Default::default();
     for _ in 0..rounds {
         v[0].push(kernel_bridge_gbps(secs));
         v[1].push(tap_gbps(true, true, TapIo::Syscalls, secs));
@@ -710,6 +789,9 @@ fn tcp_throughput_report_tap_vs_kernel_bridge() {
         v[3].push(tap_gbps(true, true, TapIo::IoUring, secs));
         v[4].push(tap_gbps(false, true, TapIo::Syscalls, secs));
         v[5].push(tap_gbps(false, true, TapIo::IoUring, secs));
+        v[6].push(switch_gbps(secs, IdleMode::Adaptive, vec![1]));
+        v[7].push(switch_gbps(secs, IdleMode::Poll, vec![1]));
+        v[8].push(switch_gbps(secs, IdleMode::Adaptive, vec![0, 1]));
     }
     let b = median(v[0].clone());
     for (name, runs) in names.iter().zip(&v) {

@@ -249,6 +249,11 @@ struct PortCtl {
 struct Ctl {
     bridges: Vec<BridgeCtl>,
     ports: BTreeMap<PortNo, PortCtl>,
+    /// Which PMD polls each (port, rx queue); kept across changes so a new
+    /// port does not reshuffle the others.
+    rx_assign: BTreeMap<(PortNo, usize), usize>,
+    /// Port rx counters at the last rebalance (load since then decides).
+    rx_baseline: BTreeMap<PortNo, u64>,
     seq: u64,
     generation: u64,
     expired: Vec<(String, Rule)>,
@@ -316,6 +321,8 @@ impl Switch {
             ctl: Mutex::new(Ctl {
                 bridges: Vec::new(),
                 ports: BTreeMap::new(),
+                rx_assign: BTreeMap::new(),
+                rx_baseline: BTreeMap::new(),
                 seq: 0,
                 generation: 0,
                 expired: Vec::new(),
@@ -390,13 +397,27 @@ impl Switch {
             }));
         }
         let n_pmds = self.pmds.len();
+        let live: std::collections::BTreeSet<(PortNo, usize)> = ctl
+            .ports
+            .iter()
+            .flat_map(|(no, p)| (0..p.port.rx_queues()).map(move |q| (*no, q)))
+            .collect();
+        ctl.rx_assign
+            .retain(|k, pmd| live.contains(k) && *pmd < n_pmds);
         let mut rxqs = vec![Vec::new(); n_pmds];
-        let mut next = 0;
-        for (no, p) in &ctl.ports {
-            for q in 0..p.port.rx_queues() {
-                rxqs[next % n_pmds].push((*no, q));
-                next += 1;
+        for (k, pmd) in &ctl.rx_assign {
+            rxqs[*pmd].push(*k);
+        }
+        // New queues go to the PMD polling the fewest queues.
+        for k in live {
+            if ctl.rx_assign.contains_key(&k) {
+                continue;
             }
+            let pmd = (0..n_pmds)
+                .min_by_key(|i| rxqs[*i].len())
+                .expect("at least one PMD");
+            rxqs[pmd].push(k);
+            ctl.rx_assign.insert(k, pmd);
         }
         self.snap.store(Arc::new(Snapshot {
             generation: ctl.generation,
@@ -791,6 +812,43 @@ impl Switch {
     /// Rules removed by timeouts since the last call.
     pub fn take_expired(&self) -> Vec<(String, Rule)> {
         std::mem::take(&mut self.ctl.lock().expired)
+    }
+
+    /// Re-assigns rx queues to PMDs by the packets each received since the
+    /// last rebalance (busiest queue to the least loaded PMD, greedily).
+    /// Returns the new assignment as (port name, queue, PMD index).
+    pub fn pmd_rebalance(&self) -> Vec<(String, usize, usize)> {
+        let mut ctl = self.ctl.lock();
+        let n_pmds = self.pmds.len();
+        let mut loads: Vec<((PortNo, usize), u64)> = Vec::new();
+        let mut baseline = BTreeMap::new();
+        for (no, p) in &ctl.ports {
+            let rx = p.port.stats().rx_packets;
+            let since = rx.saturating_sub(ctl.rx_baseline.get(no).copied().unwrap_or(0));
+            baseline.insert(*no, rx);
+            let queues = p.port.rx_queues().max(1);
+            for q in 0..queues {
+                loads.push(((*no, q), since / queues as u64));
+            }
+        }
+        loads.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let mut pmd_load = vec![(0u64, 0usize); n_pmds];
+        let mut assign = BTreeMap::new();
+        for (k, load) in loads {
+            let pmd = (0..n_pmds)
+                .min_by_key(|i| pmd_load[*i])
+                .expect("at least one PMD");
+            pmd_load[pmd].0 += load;
+            pmd_load[pmd].1 += 1;
+            assign.insert(k, pmd);
+        }
+        ctl.rx_assign = assign;
+        ctl.rx_baseline = baseline;
+        self.publish(&mut ctl);
+        ctl.rx_assign
+            .iter()
+            .filter_map(|((no, q), pmd)| ctl.ports.get(no).map(|p| (p.name.clone(), *q, *pmd)))
+            .collect()
     }
 
     /// Runs one forwarding iteration of every PMD in the caller's thread

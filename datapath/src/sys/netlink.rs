@@ -732,6 +732,24 @@ mod tests {
     }
 
     #[test]
+    fn del_and_get_link_requests_name_their_target() {
+        let mut m = del_link_request(12);
+        let b = m.finish(5).to_vec();
+        assert_eq!(b.len(), NLMSG_HDRLEN + IFINFOMSG_LEN);
+        assert_eq!(u16_at(&b, 4), Some(RTM_DELLINK));
+        assert_eq!(u16_at(&b, 6), Some(NLM_F_REQUEST | NLM_F_ACK));
+        assert_eq!(u32_at(&b, 20), Some(12));
+        let mut m = get_link_request("eth0");
+        let b = m.finish(6).to_vec();
+        assert_eq!(u16_at(&b, 4), Some(RTM_GETLINK));
+        // No ACK flag: the reply itself (or an error) answers.
+        assert_eq!(u16_at(&b, 6), Some(NLM_F_REQUEST));
+        assert_eq!(u32_at(&b, 20), Some(0));
+        let a: Vec<_> = attrs(&b[NLMSG_HDRLEN + IFINFOMSG_LEN..]).collect();
+        assert_eq!(a, vec![(IFLA_IFNAME, &b"eth0\0"[..])]);
+    }
+
+    #[test]
     fn ipv6_address_request_asks_for_no_dad() {
         let addr: Ipv6Addr = "fd00::1".parse().unwrap();
         let mut m = new_addr_request(9, IpAddr::V6(addr), 64);

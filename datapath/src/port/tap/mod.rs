@@ -536,6 +536,17 @@ impl TapPort {
         Ok(Self::from_parts(cfg, queues, caps, mac, link.mtu))
     }
 
+    /// What `vswitchd` does for each configured TAP on start: re-attach
+    /// the persistent interface left by a previous run, or create it when
+    /// there is none. Returns the port and whether it was re-attached.
+    pub fn create_or_reattach(cfg: &TapConfig) -> Result<(TapPort, bool), TapError> {
+        match TapPort::reattach(cfg) {
+            Ok(p) => Ok((p, true)),
+            Err(TapError::NotFound { .. }) => TapPort::create(cfg).map(|p| (p, false)),
+            Err(e) => Err(e),
+        }
+    }
+
     fn from_parts(
         cfg: &TapConfig,
         queues: Vec<TunQueue>,
