@@ -373,6 +373,17 @@ pub fn execute(plan: &Plan) -> Outcome {
     }
     ctx.progress.finish();
     let mut meta = meta(plan);
+    if let Some(cpu) = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(str::to_owned))
+    {
+        meta.notes.push(format!("cpu: {}", cpu.split(':').nth(1).unwrap_or("").trim()));
+    }
+    if switches.iter().any(|k| k.is_ovs()) {
+        if let Ok(v) = super::cmd::run("ovs-vswitchd", &["--version"]) {
+            meta.notes.push(v.lines().next().unwrap_or("").trim().to_owned());
+        }
+    }
     for (k, probs) in &ctx.problems {
         let measured = Figure::ALL.iter().any(|f| {
             ctx.samples
