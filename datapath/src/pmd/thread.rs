@@ -123,6 +123,14 @@ impl Sleeper {
         let mut complete = true;
         let mut fds = vec![wake];
         for &(no, q) in snap.rxqs.get(index).map(Vec::as_slice).unwrap_or(&[]) {
+            // A port that is down is not polled, so its fd (which may poll
+            // as an error for ever once the device is gone) is not watched.
+            let up = snap
+                .port(no)
+                .is_some_and(|e| e.port.link() == crate::port::LinkState::Up);
+            if !up {
+                continue;
+            }
             match snap.port(no).and_then(|e| e.port.rx_fd(q)) {
                 Some(fd) => fds.push(fd),
                 None => complete = false,
@@ -143,14 +151,17 @@ impl Sleeper {
         Ok(Sleeper { epfd, complete })
     }
 
-    fn sleep(&self, wake: RawFd) {
+    /// Sleeps until traffic, a wake-up or the timeout. Returns false when
+    /// an fd reported an error or hang-up: the set must be rebuilt (the
+    /// port behind it is likely down now).
+    fn sleep(&self, wake: RawFd) -> bool {
         if !self.complete {
             std::thread::sleep(Duration::from_micros(200));
-            return;
+            return true;
         }
         let mut evs = [libc::epoll_event { events: 0, u64: 0 }; 16];
         // SAFETY: `evs` is a live array of 16 events; the epoll fd is live.
-        let _ = unsafe {
+        let n = unsafe {
             libc::epoll_wait(
                 self.epfd.as_raw_fd(),
                 evs.as_mut_ptr(),
@@ -159,6 +170,8 @@ impl Sleeper {
             )
         };
         drain(wake);
+        let bad = (libc::EPOLLERR | libc::EPOLLHUP) as u32;
+        !evs[..n.max(0) as usize].iter().any(|e| e.events & bad != 0)
     }
 }
 
@@ -256,9 +269,15 @@ fn run(cfg: PmdThreadConfig, stop: &AtomicBool, wake: RawFd) {
                 }
                 drop(snap);
                 let t = Instant::now();
-                match &sleeper {
+                let healthy = match &sleeper {
                     Some((_, s)) => s.sleep(wake),
-                    None => std::thread::sleep(Duration::from_micros(200)),
+                    None => {
+                        std::thread::sleep(Duration::from_micros(200));
+                        true
+                    }
+                };
+                if !healthy {
+                    sleeper = None;
                 }
                 cfg.pmd.lock().add_idle_ns(t.elapsed().as_nanos() as u64);
             }

@@ -9,10 +9,14 @@
 //!
 //! Dropping a port releases every kernel object it created.
 
+pub mod afpacket;
+pub mod afxdp;
 mod memory;
 mod stats;
 mod tap;
 
+pub use afpacket::{AfPacketConfig, AfPacketPort};
+pub use afxdp::{AfXdpConfig, AfXdpPort};
 pub use memory::{MemoryPort, MemoryPortHandle};
 pub use stats::{PortCounters, PortStats};
 pub use tap::{vnet, TapConfig, TapError, TapIo, TapPort, TapStats};
@@ -147,6 +151,13 @@ pub trait Port: Send + Sync {
 
     /// Current link state.
     fn link(&self) -> LinkState;
+
+    /// A slower check of the underlying device (e.g. whether a container
+    /// namespace still exists), run by the switch's maintenance about once
+    /// a second, never by a PMD. Returns the link state afterwards.
+    fn health_check(&self) -> LinkState {
+        self.link()
+    }
 
     /// MAC address of the interface the port represents.
     fn mac(&self) -> [u8; 6];

@@ -778,6 +778,9 @@ impl Switch {
     /// about once a second by the maintenance loop (or by tests).
     pub fn run_timers(&self, now_ms: u64) {
         let mut ctl = self.ctl.lock();
+        for p in ctl.ports.values() {
+            p.port.health_check();
+        }
         let mut changed = false;
         let mut expired = Vec::new();
         for b in &mut ctl.bridges {

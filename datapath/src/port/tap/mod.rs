@@ -842,6 +842,10 @@ impl Port for TapPort {
         Some(self.queues[rxq % self.queues.len()].raw_fd())
     }
 
+    fn health_check(&self) -> LinkState {
+        self.check_device()
+    }
+
     fn link(&self) -> LinkState {
         if self.is_gone() {
             LinkState::Down(DownReason::DeviceGone)

@@ -1,0 +1,244 @@
+//! AF_PACKET port system tests (root; skipped with a message otherwise): two
+//! namespaces joined by two AF_PACKET ports and the test forwarder, with the
+//! namespaces' default offloads on, so 64 KiB GSO frames and partial
+//! checksums cross the ports in their vnet headers; MTU 1500 and 9000.
+
+mod portfwd;
+
+use datapath::port::afpacket::{AfPacketConfig, AfPacketError, AfPacketPort};
+use datapath::port::Port;
+use portfwd::*;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn open(dev: &str) -> Arc<AfPacketPort> {
+    Arc::new(AfPacketPort::open(&AfPacketConfig::new(dev)).expect("AF_PACKET port opens"))
+}
+
+fn forwards_everything(mtu: u32, tcp_bytes: u64) {
+    let _serial = serial();
+    let t = Topology::new(mtu);
+    let p1 = open(t.port1());
+    let p2 = open(t.port2());
+    assert_eq!(p1.mtu(), mtu);
+    let fwd = Forwarder::start(p1.clone(), p2.clone(), Duration::from_secs(120));
+
+    assert!(ping(&t.ns1, IP2, None), "IPv4 ns1 -> ns2");
+    assert!(ping(&t.ns2, IP1, None), "IPv4 ns2 -> ns1");
+    assert!(ping(&t.ns1, IP6_2, None), "IPv6 ns1 -> ns2");
+    assert!(ping(&t.ns2, IP6_1, None), "IPv6 ns2 -> ns1");
+    let big = mtu - 28;
+    assert!(
+        ping(&t.ns1, IP2, Some(big)),
+        "{mtu}-byte IPv4 packets, DF set"
+    );
+    let neigh = t.ns1.exec_ok("ip", &["neigh", "show", IP2]);
+    assert!(
+        neigh.contains(&mac_of(&t.ns2, t.dev2())),
+        "ARP learned ns2's MAC through the switch: {neigh}"
+    );
+
+    let gbps = tcp_transfer(&t, IP2, tcp_bytes);
+    eprintln!(
+        "afpacket mtu {mtu}: {} MiB TCP checked end to end, {gbps:.2} Gbit/s",
+        tcp_bytes >> 20
+    );
+    let gbps6 = tcp_transfer(&t, IP6_2, 16 << 20);
+    eprintln!("afpacket mtu {mtu}: 16 MiB TCP over IPv6 checked, {gbps6:.2} Gbit/s");
+    let (got, corrupt) = udp_burst(&t, 20_000, 1000);
+    eprintln!(
+        "afpacket mtu {mtu}: UDP burst 20000 x 1000 B: received {got}, lost {} ({:.1} %), corrupt {corrupt}",
+        20_000 - got,
+        (20_000 - got) as f64 / 200.0
+    );
+    assert!(got > 0 && corrupt == 0);
+    let s1 = p1.stats();
+    let s2 = p2.stats();
+    eprintln!("afpacket: port1 {s1:?}\nafpacket: port2 {s2:?}");
+    assert!(s1.rx_packets > 1000 && s2.tx_packets > 1000);
+    assert_eq!(fwd.stats.errors.load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn afpacket_forwards_ping_arp_tcp_and_udp_at_mtu_1500() {
+    if !tests::require_root("afpacket_forwards_ping_arp_tcp_and_udp_at_mtu_1500") {
+        return;
+    }
+    forwards_everything(1500, 100 << 20);
+}
+
+#[test]
+fn afpacket_forwards_ping_arp_tcp_and_udp_at_mtu_9000() {
+    if !tests::require_root("afpacket_forwards_ping_arp_tcp_and_udp_at_mtu_9000") {
+        return;
+    }
+    forwards_everything(9000, 100 << 20);
+}
+
+#[test]
+fn afpacket_port_goes_down_when_its_device_disappears() {
+    if !tests::require_root("afpacket_port_goes_down_when_its_device_disappears") {
+        return;
+    }
+    let _serial = serial();
+    let t = Topology::new(1500);
+    check_device_disappearing(&t, open(t.port1()), open(t.port2()));
+}
+
+#[test]
+fn afpacket_missing_device_is_a_clear_error() {
+    if !tests::require_root("afpacket_missing_device_is_a_clear_error") {
+        return;
+    }
+    let e = AfPacketPort::open(&AfPacketConfig::new("vsw-nodev1")).unwrap_err();
+    assert!(matches!(e, AfPacketError::NoDevice { .. }));
+    assert!(e.to_string().contains("vsw-nodev1"), "{e}");
+}
+
+#[test]
+fn afpacket_tcp_throughput_is_measured() {
+    if !tests::require_root("afpacket_tcp_throughput_is_measured") {
+        return;
+    }
+    let _serial = serial();
+    let t = Topology::new(1500);
+    let p1 = open(t.port1());
+    let p2 = open(t.port2());
+    let fwd = Forwarder::start(p1.clone(), p2.clone(), Duration::from_secs(30));
+    assert!(ping(&t.ns1, IP2, None));
+    if let Some(g) = iperf3(&t, 3) {
+        eprintln!("afpacket: iperf3 TCP {g:.2} Gbit/s through the test forwarder");
+        if let Some(anchor) = kernel_bridge_anchor(3) {
+            eprintln!(
+                "afpacket: anchor in the same run: Linux bridge {anchor:.2} Gbit/s; ratio {:.2}",
+                g / anchor
+            );
+        }
+    }
+    // 64-byte frames (18 B of UDP payload): a rough forwarding rate, limited
+    // by the single sending socket in ns1.
+    let before = fwd.stats.packets.load(Ordering::Relaxed);
+    let start = std::time::Instant::now();
+    let (got, _, secs) = udp_burst_timed(&t, 200_000, 18);
+    let forwarded = fwd.stats.packets.load(Ordering::Relaxed) - before;
+    let wall = start.elapsed().as_secs_f64();
+    if secs > 0.0 {
+        eprintln!(
+            "afpacket: 64 B frames: {got} of 200000 received ({:.1} % lost), {:.0} kpps at the \
+             receiver; forwarder moved {forwarded} frames, >= {:.0} kpps over the whole burst",
+            (200_000 - got) as f64 / 2000.0,
+            got as f64 / secs / 1e3,
+            forwarded as f64 / wall / 1e3
+        );
+    }
+    eprintln!(
+        "afpacket: losses: {}; ports {:?} / {:?}",
+        loss_report(&t),
+        p1.stats(),
+        p2.stats()
+    );
+}
+
+#[test]
+fn afpacket_carries_vlan_tagged_traffic() {
+    if !tests::require_root("afpacket_carries_vlan_tagged_traffic") {
+        return;
+    }
+    let _serial = serial();
+    let t = Topology::new(1500);
+    if !t.add_vlan(10) {
+        return;
+    }
+    let p1 = open(t.port1());
+    let p2 = open(t.port2());
+    let _fwd = Forwarder::start(p1.clone(), p2.clone(), Duration::from_secs(60));
+    assert!(ping(&t.ns1, VLAN_IP2, None), "ping over VLAN 10");
+    assert!(ping(&t.ns2, VLAN_IP1, None), "and back");
+    // GSO frames with the tag re-inserted: csum_start must move with it.
+    tcp_transfer(&t, VLAN_IP2, 32 << 20);
+}
+
+#[test]
+fn afpacket_keeps_the_vlan_tag_of_a_received_frame() {
+    if !tests::require_root("afpacket_keeps_the_vlan_tag_of_a_received_frame") {
+        return;
+    }
+    let _serial = serial();
+    let t = Topology::new(1500);
+    let p = open(t.port1());
+    // Broadcast ARP request in VLAN 10, sent with the tag in the frame; the
+    // receiving kernel moves such tags into skb metadata before packet taps.
+    let mut frame = vec![0xff; 6];
+    frame.extend_from_slice(&[
+        0x02, 0, 0, 0, 0x77, 0x01, 0x81, 0x00, 0x00, 0x0a, 0x08, 0x06,
+    ]);
+    frame.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1, 2, 0, 0, 0, 0x77, 1, 10, 78, 0, 1]);
+    frame.extend_from_slice(&[0, 0, 0, 0, 0, 0, 10, 78, 0, 2]);
+    frame.resize(64, 0);
+    raw_send(&t.ns1, &t.veth1.b, &frame);
+    let got = receive_matching(p.as_ref(), |f| f.len() >= 12 && f[6..12] == frame[6..12])
+        .expect("tagged frame received");
+    assert_eq!(
+        &got[12..16],
+        &[0x81, 0x00, 0x00, 0x0a],
+        "802.1Q tag in place"
+    );
+    assert_eq!(
+        &got[..frame.len().min(got.len())],
+        &frame[..got.len().min(frame.len())]
+    );
+}
+
+#[test]
+fn afpacket_counts_kernel_drops_when_not_polled() {
+    if !tests::require_root("afpacket_counts_kernel_drops_when_not_polled") {
+        return;
+    }
+    let _serial = serial();
+    let t = Topology::new(1500);
+    let p = open(t.port1());
+    // No forwarder: frames pile up in the port's rings until the kernel
+    // drops them, and the port's counters must show it.
+    t.ns1.exec_ok(
+        "ip",
+        &[
+            "neigh",
+            "replace",
+            IP2,
+            "lladdr",
+            "02:00:00:00:77:02",
+            "dev",
+            &t.veth1.b,
+        ],
+    );
+    let out = t.ns1.exec_ok(
+        env!("CARGO_BIN_EXE_nettraffic"),
+        &["udp-send", &format!("{IP2}:9"), "150000", "18"],
+    );
+    assert!(out.starts_with("SENT"));
+    let s = p.stats();
+    eprintln!("afpacket: unpolled port after 150000 frames: {s:?}");
+    assert!(s.rx_dropped > 0, "kernel drops counted: {s:?}");
+    assert_eq!(s.rx_packets, 0);
+}
+
+#[test]
+fn afpacket_ports_forward_through_the_switch() {
+    if !tests::require_root("afpacket_ports_forward_through_the_switch") {
+        return;
+    }
+    let _serial = serial();
+    let t = Topology::new(1500);
+    check_through_switch(&t, open(t.port1()), open(t.port2()), 32 << 20);
+}
+
+#[test]
+fn afpacket_health_check_takes_a_vanished_device_down_at_once() {
+    if !tests::require_root("afpacket_health_check_takes_a_vanished_device_down_at_once") {
+        return;
+    }
+    let _serial = serial();
+    let t = Topology::new(1500);
+    check_health_check_marks_gone(&t, open(t.port1()));
+}
