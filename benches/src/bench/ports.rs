@@ -5,7 +5,9 @@
 use super::error::{BenchError, Result};
 use super::figure::SwitchKind;
 use super::topology::Side;
-use datapath::port::{Port, TapConfig, TapPort};
+use datapath::port::{
+    AfPacketConfig, AfPacketPort, AfXdpConfig, AfXdpPort, Port, TapConfig, TapPort,
+};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -50,6 +52,27 @@ pub fn open(kind: SwitchKind, hosts: &[String; 2], sides: &[&Side; 2]) -> Result
                 ports.push(Arc::new(p));
             }
             Ok((ports, Some(names), notes))
+        }
+        SwitchKind::VswitchAfxdp => {
+            for host in hosts {
+                let p = AfXdpPort::open(&AfXdpConfig::new(host)).map_err(|e| port_err(host, e))?;
+                notes.push(format!(
+                    "AF_XDP port {host}: XDP {:?}, bind {:?}, peer offload changes {}",
+                    p.xdp_mode(),
+                    p.bind_mode(),
+                    p.offload_changes().len()
+                ));
+                ports.push(Arc::new(p));
+            }
+            Ok((ports, None, notes))
+        }
+        SwitchKind::VswitchAfpacket => {
+            for host in hosts {
+                let p = AfPacketPort::open(&AfPacketConfig::new(host))
+                    .map_err(|e| port_err(host, e))?;
+                ports.push(Arc::new(p));
+            }
+            Ok((ports, None, notes))
         }
         _ => Err(BenchError::Port {
             port: hosts[0].clone(),

@@ -307,7 +307,7 @@ fn meta(plan: &Plan) -> Meta {
             "vswitch-* run in-process: the switch is this harness process with one PMD \
              thread pinned to pmd_core; its idle CPU is the whole process' CPU time (the \
              harness only sleeps meanwhile), its memory the process' VmRSS/VmHWM (VmHWM \
-             after load includes the harness' own generator/sink rings, about 6 MiB)"
+             after load includes the harness' own generator/sink rings, about 10 MiB)"
                 .into(),
             "generator: AF_PACKET TPACKET_V2 TX ring with PACKET_QDISC_BYPASS in c1; sink: \
              TPACKET_V3 RX ring in c2 counting only this run's frames by sequence number; \
@@ -373,15 +373,20 @@ pub fn execute(plan: &Plan) -> Outcome {
     }
     ctx.progress.finish();
     let mut meta = meta(plan);
-    if let Some(cpu) = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(str::to_owned))
-    {
-        meta.notes.push(format!("cpu: {}", cpu.split(':').nth(1).unwrap_or("").trim()));
+    if let Some(cpu) = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|c| {
+        c.lines()
+            .find(|l| l.starts_with("model name"))
+            .map(str::to_owned)
+    }) {
+        meta.notes.push(format!(
+            "cpu: {}",
+            cpu.split(':').nth(1).unwrap_or("").trim()
+        ));
     }
     if switches.iter().any(|k| k.is_ovs()) {
         if let Ok(v) = super::cmd::run("ovs-vswitchd", &["--version"]) {
-            meta.notes.push(v.lines().next().unwrap_or("").trim().to_owned());
+            meta.notes
+                .push(v.lines().next().unwrap_or("").trim().to_owned());
         }
     }
     for (k, probs) in &ctx.problems {

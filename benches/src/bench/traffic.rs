@@ -162,11 +162,18 @@ fn generate(mut ring: TxRing, tpl: &FrameTemplate, rate_pps: Option<u64>, sh: &G
                 continue;
             }
         }
+        let mut queued = 0;
         for _ in 0..batch {
             if !ring.push(|buf| tpl.write(seq, buf)) {
                 break;
             }
             seq += 1;
+            queued += 1;
+        }
+        if queued == 0 {
+            // Ring full: the kernel is the bottleneck; let the sink (same
+            // core) run instead of spinning.
+            std::thread::yield_now();
         }
         if ring.kick().is_err() {
             sh.error.store(true, Relaxed);
@@ -225,7 +232,7 @@ impl Sink {
         let join = spawn_in(
             "bench-sink",
             ep,
-            move || RxRing::open(&ifname, 1 << 18, 16, 2),
+            move || RxRing::open(&ifname, 1 << 18, 32, 2),
             move |ring| sink(ring, nonce, &sh),
         )?;
         Ok(Sink {
