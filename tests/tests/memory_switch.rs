@@ -460,3 +460,32 @@ fn trace_explains_without_learning() {
     assert_eq!(t.actions, vec![datapath::pipeline::DpAction::Output(2)]);
     assert!(lab.sw.fdb_show("br0").unwrap().is_empty());
 }
+
+#[test]
+fn capture_copies_both_directions_up_to_the_count_and_writes_pcap() {
+    use datapath::port::capture::{write_pcap_header, write_pcap_record, Direction};
+    let lab = Lab::plain(2);
+    let sink = lab.sw.start_capture("p1", 100, 3).unwrap();
+    lab.exchange(1, &l2(mac(1), mac(2)));
+    lab.exchange(2, &l2(mac(2), mac(1)));
+    lab.exchange(1, &l2(mac(1), mac(2)));
+    let frames = sink.drain();
+    assert_eq!(frames.len(), 3);
+    assert_eq!(frames[0].dir, Direction::Rx);
+    assert_eq!(frames[1].dir, Direction::Tx);
+    assert_eq!(frames[1].data, l2(mac(2), mac(1)));
+    assert!(sink.is_done());
+    let mut pcap = Vec::new();
+    write_pcap_header(&mut pcap).unwrap();
+    for f in &frames {
+        write_pcap_record(&mut pcap, f).unwrap();
+    }
+    assert_eq!(
+        pcap.len(),
+        24 + frames.iter().map(|f| 16 + f.data.len()).sum::<usize>()
+    );
+    lab.sw.stop_capture("p1").unwrap();
+    lab.exchange(1, &l2(mac(1), mac(2)));
+    assert!(sink.drain().is_empty());
+    assert!(lab.sw.start_capture("nope", 1, 1).is_err());
+}

@@ -1,5 +1,5 @@
-//! vswitchctl: the operator's CLI (commands arrive with the control issue).
+//! vswitchctl: the operator's CLI (see `control::cli` for the contract).
 
-fn main() -> anyhow::Result<()> {
-    anyhow::bail!("vswitchctl: not built yet (see issue 5)")
+fn main() {
+    std::process::exit(control::cli::main());
 }

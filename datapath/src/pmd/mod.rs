@@ -23,6 +23,7 @@ use crate::flow::{extract, Anomaly, FlowKey, PortNo};
 use crate::packet::GsoType;
 use crate::packet::{Batch, Packet, PacketPool, BATCH_SIZE};
 use crate::pipeline::{translate, BridgeView, InstalledRule};
+use crate::port::capture::Direction;
 use crate::port::{LinkState, OffloadCaps, Port};
 use crate::switch::Snapshot;
 use crate::wire;
@@ -265,6 +266,11 @@ impl Pmd {
             // state; the PMD just moves on to the next queue.
             let n = entry.port.rx_burst(q, &mut self.pool, &mut rx).unwrap_or(0);
             if n > 0 {
+                if let Some(sink) = &entry.capture {
+                    for p in rx.as_slice() {
+                        sink.push(Direction::Rx, p.data());
+                    }
+                }
                 total += n;
                 self.stats.batches += 1;
                 self.process_batch(snap, port_no, &mut rx, now_ms);
@@ -457,6 +463,11 @@ impl Pmd {
             let n = batch.len() as u64;
             match snap.port(port_no) {
                 Some(entry) if entry.port.link() == LinkState::Up => {
+                    if let Some(sink) = &entry.capture {
+                        for p in batch.as_slice() {
+                            sink.push(Direction::Tx, p.data());
+                        }
+                    }
                     let port: &dyn Port = &*entry.port;
                     let caps = port.offload_caps();
                     let max_frame = port.mtu() as usize + ETH_OVERHEAD;

@@ -85,6 +85,29 @@ impl MemoryPortHandle {
         true
     }
 
+    /// Queues several frames towards the switch under one lock (a burst, as
+    /// a NIC would deliver it). Returns how many were queued; it stops at
+    /// the first that does not fit the ring or the pool.
+    pub fn inject_burst(&self, frames: &[Vec<u8>], pool: &mut PacketPool) -> usize {
+        let mut r = self.shared.rings.lock();
+        let mut n = 0;
+        for frame in frames {
+            if r.to_switch.len() >= self.shared.capacity {
+                break;
+            }
+            let Some(mut p) = r.spare.pop().or_else(|| pool.alloc(frame.len())) else {
+                break;
+            };
+            if !p.copy_from(frame) {
+                pool.free(p);
+                break;
+            }
+            r.to_switch.push_back(p);
+            n += 1;
+        }
+        n
+    }
+
     /// Takes every frame the switch sent to this host, as byte vectors.
     pub fn take_frames(&self) -> Vec<Vec<u8>> {
         let mut r = self.shared.rings.lock();

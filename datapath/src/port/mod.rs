@@ -11,6 +11,7 @@
 
 pub mod afpacket;
 pub mod afxdp;
+pub mod capture;
 mod memory;
 mod stats;
 mod tap;

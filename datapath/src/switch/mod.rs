@@ -20,6 +20,7 @@ use crate::pipeline::{
     VlanMode, DEFAULT_AGING_SECS, DEFAULT_FDB_MAX, MAX_RULES, MAX_TABLES,
 };
 use crate::pmd::{IdleMode, Pmd, PmdConfig, PmdHandle, PmdStats, PmdThreadConfig};
+use crate::port::capture::CaptureSink;
 use crate::port::{LinkState, Port, PortKind, PortStats};
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
@@ -244,6 +245,7 @@ struct PortCtl {
     bridge: String,
     port: Arc<dyn Port>,
     vlan: VlanMode,
+    capture: Option<Arc<CaptureSink>>,
 }
 
 struct Ctl {
@@ -386,6 +388,7 @@ impl Switch {
                         port: p.port.clone(),
                         bridge: bi,
                         vlan: p.vlan.clone(),
+                        capture: p.capture.clone(),
                     });
                 }
             }
@@ -531,6 +534,7 @@ impl Switch {
                 bridge: bridge.to_owned(),
                 port,
                 vlan,
+                capture: None,
             },
         );
         self.publish(&mut ctl);
@@ -578,6 +582,40 @@ impl Switch {
             b.fdb.flush_port(no);
         }
         self.publish(&mut ctl);
+        Ok(())
+    }
+
+    /// Starts capturing a port's traffic (both directions) into a new sink
+    /// of at most `queue` unread frames, stopping after `count` frames.
+    /// A capture already running on the port is replaced.
+    pub fn start_capture(
+        &self,
+        port: &str,
+        queue: usize,
+        count: u64,
+    ) -> Result<Arc<CaptureSink>, SwitchError> {
+        let mut ctl = self.ctl.lock();
+        let no = Self::port_no(&ctl, port)?;
+        let sink = Arc::new(CaptureSink::new(queue, count));
+        ctl.ports.get_mut(&no).expect("found above").capture = Some(sink.clone());
+        self.publish(&mut ctl);
+        Ok(sink)
+    }
+
+    /// Stops capturing on a port (no-op when no capture runs).
+    pub fn stop_capture(&self, port: &str) -> Result<(), SwitchError> {
+        let mut ctl = self.ctl.lock();
+        let no = Self::port_no(&ctl, port)?;
+        if ctl
+            .ports
+            .get_mut(&no)
+            .expect("found above")
+            .capture
+            .take()
+            .is_some()
+        {
+            self.publish(&mut ctl);
+        }
         Ok(())
     }
 

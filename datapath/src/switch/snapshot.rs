@@ -6,6 +6,7 @@
 
 use crate::flow::PortNo;
 use crate::pipeline::{BridgePort, Fdb, Pipeline, VlanMode};
+use crate::port::capture::CaptureSink;
 use crate::port::Port;
 use std::sync::Arc;
 
@@ -21,6 +22,8 @@ pub struct PortEntry {
     pub bridge: usize,
     /// VLAN membership.
     pub vlan: VlanMode,
+    /// Capture of this port's traffic, when enabled.
+    pub capture: Option<Arc<CaptureSink>>,
 }
 
 impl std::fmt::Debug for PortEntry {

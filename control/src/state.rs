@@ -1,0 +1,471 @@
+//! The desired state vswitch-controld is the authority for, and its
+//! persistence in `state.json`.
+//!
+//! Writes are atomic in the POSIX sense: the new content goes to a
+//! temporary file in the same directory, is fsync'ed, renamed over
+//! `state.json` (rename(2) replaces atomically), and the directory is
+//! fsync'ed so the rename itself survives a crash. A reader therefore sees
+//! the old file or the new one, never a torn one.
+//!
+//! A file that cannot be parsed is never overwritten: it is renamed to
+//! `state.json.corrupt-<unix seconds>` and the caller is told where it went.
+
+use crate::api::{DpPort, PortSpec, StaticFdbEntry, WireGroup, WireRule};
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Format version of `state.json`.
+pub const STATE_FORMAT: u32 = 1;
+
+/// Errors of the state store.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// Reading the file failed (other than "does not exist").
+    #[error("state file \"{path}\": cannot read")]
+    Read {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A write step failed; the previous file is intact.
+    #[error("state file \"{path}\": {op} failed")]
+    Write {
+        /// File.
+        path: PathBuf,
+        /// Step.
+        op: &'static str,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Moving a corrupt file aside failed.
+    #[error(
+        "state file \"{path}\" is corrupt ({reason}) and could not be moved aside to \"{aside}\""
+    )]
+    MoveAside {
+        /// File.
+        path: PathBuf,
+        /// Where it should have gone.
+        aside: PathBuf,
+        /// Why it is corrupt.
+        reason: String,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// PMD settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PmdSettings {
+    /// Cores to pin PMD threads to.
+    pub cores: Vec<usize>,
+    /// `poll` or `adaptive`.
+    pub idle: String,
+}
+
+impl Default for PmdSettings {
+    fn default() -> Self {
+        PmdSettings {
+            cores: vec![0],
+            idle: "adaptive".into(),
+        }
+    }
+}
+
+/// One bridge of the desired state.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BridgeConfig {
+    /// Name.
+    pub name: String,
+    /// Ports with stable numbers, in creation order.
+    #[serde(default)]
+    pub ports: Vec<DpPort>,
+    /// Rules in installation order.
+    #[serde(default)]
+    pub rules: Vec<WireRule>,
+    /// Groups by id.
+    #[serde(default)]
+    pub groups: Vec<WireGroup>,
+    /// Static MAC entries.
+    #[serde(default)]
+    pub fdb: Vec<StaticFdbEntry>,
+}
+
+impl BridgeConfig {
+    /// A new bridge with the default `priority=0,actions=NORMAL` rule.
+    pub fn new(name: &str) -> Self {
+        BridgeConfig {
+            name: name.to_owned(),
+            rules: vec![WireRule::from(&datapath::pipeline::Rule::default_normal())],
+            ..Default::default()
+        }
+    }
+
+    /// The port named `name`.
+    pub fn port(&self, name: &str) -> Option<&DpPort> {
+        self.ports.iter().find(|p| p.spec.name == name)
+    }
+}
+
+/// Everything vswitch-controld keeps.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DesiredState {
+    /// [`STATE_FORMAT`].
+    pub format: u32,
+    /// Bridges in creation order.
+    #[serde(default)]
+    pub bridges: Vec<BridgeConfig>,
+    /// PMD settings.
+    #[serde(default)]
+    pub pmd: PmdSettings,
+}
+
+impl Default for DesiredState {
+    fn default() -> Self {
+        DesiredState {
+            format: STATE_FORMAT,
+            bridges: Vec::new(),
+            pmd: PmdSettings::default(),
+        }
+    }
+}
+
+impl DesiredState {
+    /// The bridge named `name`.
+    pub fn bridge(&self, name: &str) -> Option<&BridgeConfig> {
+        self.bridges.iter().find(|b| b.name == name)
+    }
+
+    /// Mutable access to the bridge named `name`.
+    pub fn bridge_mut(&mut self, name: &str) -> Option<&mut BridgeConfig> {
+        self.bridges.iter_mut().find(|b| b.name == name)
+    }
+
+    /// The bridge holding port `name`, and the port.
+    pub fn find_port(&self, name: &str) -> Option<(&BridgeConfig, &DpPort)> {
+        self.bridges
+            .iter()
+            .find_map(|b| b.port(name).map(|p| (b, p)))
+    }
+
+    /// The lowest port number not used by any bridge (numbers are unique
+    /// in the switch, and kept by a port for its whole life).
+    pub fn free_ofport(&self) -> u32 {
+        let used: std::collections::BTreeSet<u32> = self
+            .bridges
+            .iter()
+            .flat_map(|b| b.ports.iter().map(|p| p.ofport))
+            .collect();
+        (1..).find(|n| !used.contains(n)).unwrap_or(1)
+    }
+
+    /// Name → number map of a bridge's ports (for the flow syntax).
+    pub fn port_numbers(&self, bridge: &str) -> std::collections::BTreeMap<String, u32> {
+        self.bridge(bridge)
+            .map(|b| {
+                b.ports
+                    .iter()
+                    .map(|p| (p.spec.name.clone(), p.ofport))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// All port specs with their bridge.
+    pub fn all_ports(&self) -> impl Iterator<Item = (&str, &DpPort)> {
+        self.bridges
+            .iter()
+            .flat_map(|b| b.ports.iter().map(move |p| (b.name.as_str(), p)))
+    }
+
+    /// Spec of a port, if any.
+    pub fn spec(&self, name: &str) -> Option<&PortSpec> {
+        self.find_port(name).map(|(_, p)| &p.spec)
+    }
+}
+
+/// What [`StateStore::load`] found.
+#[derive(Debug)]
+pub enum Loaded {
+    /// No file yet.
+    Missing,
+    /// The file's state.
+    Ok(DesiredState),
+    /// The file was corrupt and has been moved to `aside`.
+    Corrupt {
+        /// Where the bad file is now.
+        aside: PathBuf,
+        /// Why it could not be used.
+        reason: String,
+    },
+}
+
+/// `state.json` and its atomic replacement.
+#[derive(Clone, Debug)]
+pub struct StateStore {
+    path: PathBuf,
+}
+
+impl StateStore {
+    /// A store at `path` (its directory is created on first save).
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        StateStore { path: path.into() }
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads the state. A corrupt file is moved aside, never overwritten.
+    pub fn load(&self) -> Result<Loaded, StateError> {
+        let bytes = match std::fs::read(&self.path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Loaded::Missing),
+            Err(source) => {
+                return Err(StateError::Read {
+                    path: self.path.clone(),
+                    source,
+                })
+            }
+        };
+        let reason = match serde_json::from_slice::<DesiredState>(&bytes) {
+            Ok(s) if s.format == STATE_FORMAT => return Ok(Loaded::Ok(s)),
+            Ok(s) => format!(
+                "format version {} is not the supported {STATE_FORMAT}",
+                s.format
+            ),
+            Err(e) => e.to_string(),
+        };
+        let aside = self.aside_path();
+        std::fs::rename(&self.path, &aside).map_err(|source| StateError::MoveAside {
+            path: self.path.clone(),
+            aside: aside.clone(),
+            reason: reason.clone(),
+            source,
+        })?;
+        Ok(Loaded::Corrupt { aside, reason })
+    }
+
+    fn aside_path(&self) -> PathBuf {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let base = format!("{}.corrupt-{secs}", self.path.display());
+        let mut p = PathBuf::from(&base);
+        let mut n = 1;
+        while p.exists() {
+            p = PathBuf::from(format!("{base}.{n}"));
+            n += 1;
+        }
+        p
+    }
+
+    /// Writes the state atomically (temp file, fsync, rename, fsync dir).
+    pub fn save(&self, state: &DesiredState) -> Result<(), StateError> {
+        let err = |op: &'static str| {
+            let path = self.path.clone();
+            move |source| StateError::Write { path, op, source }
+        };
+        let dir = match self.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&dir).map_err(err("create directory"))?;
+        let mut bytes =
+            serde_json::to_vec(state).map_err(|e| err("serialize")(std::io::Error::other(e)))?;
+        bytes.push(b'\n');
+        let file_name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "state.json".into());
+        let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
+        let result = (|| {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&tmp)
+                .map_err(err("create temporary file"))?;
+            f.write_all(&bytes).map_err(err("write temporary file"))?;
+            f.sync_all().map_err(err("fsync temporary file"))?;
+            std::fs::rename(&tmp, &self.path).map_err(err("rename"))?;
+            let d = std::fs::File::open(&dir).map_err(err("open directory"))?;
+            d.sync_all().map_err(err("fsync directory"))
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::WireAction;
+    use std::collections::BTreeMap;
+
+    struct TempDir(PathBuf);
+    impl TempDir {
+        fn new(tag: &str) -> Self {
+            static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let p =
+                std::env::temp_dir().join(format!("vsw-state-{tag}-{}-{n}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&p);
+            std::fs::create_dir_all(&p).unwrap();
+            TempDir(p)
+        }
+    }
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn sample() -> DesiredState {
+        let mut b = BridgeConfig::new("br0");
+        b.ports.push(DpPort {
+            ofport: 1,
+            spec: PortSpec {
+                name: "p1".into(),
+                r#type: "tap".into(),
+                options: BTreeMap::from([("netns".into(), "ns1".into())]),
+            },
+        });
+        let mut r = b.rules[0].clone();
+        r.priority = 10;
+        r.actions = vec![WireAction::Output(1)];
+        b.rules.push(r);
+        DesiredState {
+            bridges: vec![b],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn save_then_load_round_trips() {
+        let d = TempDir::new("rt");
+        let store = StateStore::new(d.0.join("sub/state.json"));
+        assert!(matches!(store.load().unwrap(), Loaded::Missing));
+        let s = sample();
+        store.save(&s).unwrap();
+        match store.load().unwrap() {
+            Loaded::Ok(back) => assert_eq!(back, s),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn save_replaces_whole_file_and_leaves_no_temporary() {
+        let d = TempDir::new("atomic");
+        let store = StateStore::new(d.0.join("state.json"));
+        let big = {
+            let mut s = sample();
+            for i in 0..200 {
+                s.bridges.push(BridgeConfig::new(&format!("br{i}")));
+            }
+            s
+        };
+        store.save(&big).unwrap();
+        let small = DesiredState::default();
+        store.save(&small).unwrap();
+        // No leftover bytes of the bigger file: the file was replaced, not
+        // rewritten in place.
+        let text = std::fs::read_to_string(store.path()).unwrap();
+        assert_eq!(serde_json::from_str::<DesiredState>(&text).unwrap(), small);
+        let names: Vec<_> = std::fs::read_dir(&d.0)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, vec!["state.json".to_owned()]);
+    }
+
+    #[test]
+    fn failed_save_keeps_previous_file() {
+        let d = TempDir::new("fail");
+        let path = d.0.join("state.json");
+        let store = StateStore::new(&path);
+        store.save(&sample()).unwrap();
+        // Make the rename fail: a non-empty directory where the temporary
+        // file should be created cannot be opened as a file.
+        let tmp = d.0.join(format!(".state.json.tmp-{}", std::process::id()));
+        std::fs::create_dir_all(tmp.join("x")).unwrap();
+        let e = store.save(&DesiredState::default()).unwrap_err();
+        assert!(e.to_string().contains("state.json"), "{e}");
+        match store.load().unwrap() {
+            Loaded::Ok(s) => assert_eq!(s, sample()),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn corrupt_file_is_moved_aside_not_overwritten() {
+        let d = TempDir::new("corrupt");
+        let path = d.0.join("state.json");
+        std::fs::write(&path, b"{\"format\":1,\"bridges\":[{\"name\":").unwrap();
+        let store = StateStore::new(&path);
+        match store.load().unwrap() {
+            Loaded::Corrupt { aside, reason } => {
+                assert!(!path.exists());
+                assert!(aside
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("state.json.corrupt-"));
+                assert_eq!(
+                    std::fs::read(&aside).unwrap(),
+                    b"{\"format\":1,\"bridges\":[{\"name\":"
+                );
+                assert!(!reason.is_empty());
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        // A second corrupt file goes beside the first, not over it.
+        std::fs::write(&path, b"garbage").unwrap();
+        let Loaded::Corrupt { aside: a2, .. } = store.load().unwrap() else {
+            panic!("expected corrupt")
+        };
+        assert_eq!(std::fs::read(&a2).unwrap(), b"garbage");
+        let n = std::fs::read_dir(&d.0).unwrap().count();
+        assert_eq!(n, 2);
+    }
+
+    #[test]
+    fn unknown_format_version_is_treated_as_corrupt() {
+        let d = TempDir::new("ver");
+        let path = d.0.join("state.json");
+        std::fs::write(&path, b"{\"format\":99}").unwrap();
+        match StateStore::new(&path).load().unwrap() {
+            Loaded::Corrupt { reason, .. } => assert!(reason.contains("99"), "{reason}"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn ofports_are_lowest_free_and_unique_across_bridges() {
+        let mut s = sample();
+        assert_eq!(s.free_ofport(), 2);
+        let mut b2 = BridgeConfig::new("br1");
+        b2.ports.push(DpPort {
+            ofport: 2,
+            spec: PortSpec {
+                name: "q".into(),
+                r#type: "tap".into(),
+                options: BTreeMap::new(),
+            },
+        });
+        s.bridges.push(b2);
+        assert_eq!(s.free_ofport(), 3);
+        s.bridges[0].ports.clear();
+        assert_eq!(s.free_ofport(), 1);
+        assert_eq!(s.find_port("q").unwrap().0.name, "br1");
+    }
+}
