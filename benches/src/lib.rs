@@ -2,6 +2,8 @@
 //! in-process switch with memory ports driven in the caller's thread, and
 //! frame builders.
 
+pub mod bench;
+
 use datapath::flow::PortNo;
 use datapath::pipeline::VlanMode;
 use datapath::pmd::PmdConfig;
