@@ -315,7 +315,30 @@ pub enum Request {
     },
     /// Rules removed by idle/hard timeouts since the last call.
     DpTakeExpired,
+
+    // ---- packet capture (vswitchd, uid 0 only) ----
+    /// Start copying a port's rx and tx frames (at most `count`).
+    CaptureStart {
+        /// Port name.
+        port: String,
+        /// Frames to capture at most.
+        count: u64,
+    },
+    /// Take the frames captured so far (at most [`CAPTURE_READ_MAX`]).
+    CaptureRead {
+        /// Capture id from `capture-start`.
+        id: u64,
+    },
+    /// Stop a capture.
+    CaptureStop {
+        /// Capture id.
+        id: u64,
+    },
 }
+
+/// Frames one `capture-read` returns at most (keeps replies far below
+/// [`MAX_MESSAGE_BYTES`] even for 64 KiB frames).
+pub const CAPTURE_READ_MAX: usize = 128;
 
 impl Request {
     /// True for calls that change state: only uid 0 may make them.
@@ -477,6 +500,60 @@ pub enum Reply {
     Expired(ExpiredReply),
     /// `pmd-rebalance`: the new rx queue assignment.
     Pmds(PmdsReply),
+    /// `capture-start`: the capture's id.
+    CaptureStarted {
+        /// Id for `capture-read` / `capture-stop`.
+        id: u64,
+    },
+    /// `capture-read`.
+    CaptureFrames(CaptureFramesReply),
+}
+
+/// Frames of a running capture.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaptureFramesReply {
+    /// Frames in capture order.
+    pub frames: Vec<WireFrame>,
+    /// True when the count was reached and every frame was read.
+    pub done: bool,
+    /// Frames lost because the reader fell behind.
+    pub dropped: u64,
+}
+
+/// One captured frame on the wire.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireFrame {
+    /// Nanoseconds since the Unix epoch.
+    pub ts_ns: u64,
+    /// "rx" or "tx" (as the port saw it).
+    pub dir: String,
+    /// Length on the wire.
+    pub orig_len: u32,
+    /// The bytes, hex encoded.
+    pub hex: String,
+}
+
+/// Hex encoding of frame bytes.
+pub fn to_hex(data: &[u8]) -> String {
+    const D: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(data.len() * 2);
+    for b in data {
+        s.push(D[usize::from(b >> 4)] as char);
+        s.push(D[usize::from(b & 15)] as char);
+    }
+    s
+}
+
+/// Inverse of [`to_hex`]; None on odd length or a non-hex digit.
+pub fn from_hex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    s.as_bytes()
+        .chunks(2)
+        .map(|p| Some(digit(p[0])? << 4 | digit(p[1])?))
+        .collect()
 }
 
 /// PMD threads and the rx queues each polls.

@@ -39,7 +39,23 @@ pub struct Datapath {
     /// Ports by name with the spec they were opened from (for `show`
     /// options and the inventory). Also serialises port changes.
     ports: Mutex<BTreeMap<String, PortRecord>>,
+    /// Running captures by id.
+    captures: Mutex<BTreeMap<u64, CaptureRecord>>,
+    next_capture: std::sync::atomic::AtomicU64,
 }
+
+/// A capture a client started.
+struct CaptureRecord {
+    port: String,
+    sink: Arc<datapath::port::capture::CaptureSink>,
+    last_read: Instant,
+}
+
+/// A capture nobody read for this long is stopped (its client went away).
+const CAPTURE_ABANDONED: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Unread frames a capture queues before counting drops.
+const CAPTURE_QUEUE: usize = 4096;
 
 fn switch_err(e: SwitchError) -> ApiError {
     let kind = match e {
@@ -85,6 +101,85 @@ impl Datapath {
             boot_id: control::daemon::new_boot_id(),
             started: Instant::now(),
             ports: Mutex::new(BTreeMap::new()),
+            captures: Mutex::new(BTreeMap::new()),
+            next_capture: std::sync::atomic::AtomicU64::new(1),
+        }
+    }
+
+    fn capture_start(&self, port: &str, count: u64) -> Result<Reply, ApiError> {
+        if count == 0 {
+            return Err(ApiError::rejected("capture: --count must be at least 1"));
+        }
+        let mut caps = self.captures.lock();
+        let stale: Vec<u64> = caps
+            .iter()
+            .filter(|(_, c)| c.last_read.elapsed() > CAPTURE_ABANDONED)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stale {
+            if let Some(c) = caps.remove(&id) {
+                let _ = self.switch.stop_capture(&c.port);
+            }
+        }
+        let sink = self
+            .switch
+            .start_capture(port, CAPTURE_QUEUE, count)
+            .map_err(switch_err)?;
+        let id = self
+            .next_capture
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        caps.insert(
+            id,
+            CaptureRecord {
+                port: port.to_owned(),
+                sink,
+                last_read: Instant::now(),
+            },
+        );
+        Ok(Reply::CaptureStarted { id })
+    }
+
+    fn capture_read(&self, id: u64) -> Result<Reply, ApiError> {
+        let mut caps = self.captures.lock();
+        let rec = caps
+            .get_mut(&id)
+            .ok_or_else(|| ApiError::rejected(format!("no capture with id {id}")))?;
+        rec.last_read = Instant::now();
+        let frames: Vec<control::api::WireFrame> = rec
+            .sink
+            .drain_max(control::api::CAPTURE_READ_MAX)
+            .into_iter()
+            .map(|f| control::api::WireFrame {
+                ts_ns: f.ts_ns,
+                dir: match f.dir {
+                    datapath::port::capture::Direction::Rx => "rx".into(),
+                    datapath::port::capture::Direction::Tx => "tx".into(),
+                },
+                orig_len: f.orig_len,
+                hex: control::api::to_hex(&f.data),
+            })
+            .collect();
+        let done = rec.sink.is_done() && rec.sink.pending() == 0;
+        let dropped = rec.sink.dropped();
+        if done {
+            let port = rec.port.clone();
+            caps.remove(&id);
+            let _ = self.switch.stop_capture(&port);
+        }
+        Ok(Reply::CaptureFrames(control::api::CaptureFramesReply {
+            frames,
+            done,
+            dropped,
+        }))
+    }
+
+    fn capture_stop(&self, id: u64) -> Result<Reply, ApiError> {
+        match self.captures.lock().remove(&id) {
+            Some(c) => {
+                let _ = self.switch.stop_capture(&c.port);
+                Ok(Reply::Done)
+            }
+            None => Err(ApiError::rejected(format!("no capture with id {id}"))),
         }
     }
 
@@ -383,6 +478,9 @@ impl Handler for Datapath {
         match req {
             Request::Show => Ok(Reply::Show(self.show())),
             Request::Status => Ok(Reply::Status(self.status())),
+            Request::CaptureStart { port, count } => self.capture_start(&port, count),
+            Request::CaptureRead { id } => self.capture_read(id),
+            Request::CaptureStop { id } => self.capture_stop(id),
             Request::DumpFlows { bridge, table } => {
                 let ports = self.port_map(&bridge)?;
                 let mut entries = sw.dump_flows(&bridge).map_err(switch_err)?;

@@ -262,6 +262,17 @@ pub enum Cmd {
         /// `in_port=p1,dl_src=..,dl_dst=..,ip,nw_src=..,nw_dst=..`.
         flow: String,
     },
+    /// Capture what a port sends and receives into a pcap FILE (written
+    /// by vswitchctl with your own rights; Ctrl-C stops).
+    Capture {
+        /// Port name.
+        port: String,
+        /// pcap file to write.
+        file: PathBuf,
+        /// Stop after this many frames.
+        #[arg(long)]
+        count: Option<u64>,
+    },
     /// Two namespaces on one bridge: ping, TCP throughput, cleanup.
     Demo,
 }
@@ -410,12 +421,103 @@ fn change(run: &RunDir, fmt: Format, req: Request) -> Result<(), CliError> {
     Ok(())
 }
 
+/// `capture`: starts a capture in vswitchd, pulls frames until the count
+/// is reached or Ctrl-C, writing FILE as it goes.
+fn capture(
+    run: &RunDir,
+    fmt: Format,
+    port: &str,
+    file: &Path,
+    count: Option<u64>,
+) -> Result<(), CliError> {
+    use datapath::port::capture::{write_pcap_header, write_pcap_record, CapturedFrame, Direction};
+    use std::io::Write;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    crate::daemon::ShutdownSignals::block()
+        .map_err(|e| CliError::failed(e.to_string()))?
+        .spawn_watcher(stop.clone());
+    // The file is created before anything starts, so a bad path costs
+    // nothing in the daemon.
+    let f = std::fs::File::create(file)
+        .map_err(|e| CliError::failed(format!("{}: {e}", file.display())))?;
+    let mut out = std::io::BufWriter::new(f);
+    let io_err = |e: std::io::Error| CliError::failed(format!("{}: {e}", file.display()));
+    write_pcap_header(&mut out).map_err(io_err)?;
+    let id = match call_vswitchd(
+        run,
+        &Request::CaptureStart {
+            port: port.to_owned(),
+            count: count.unwrap_or(u64::MAX),
+        },
+    )? {
+        Reply::CaptureStarted { id } => id,
+        other => return Err(CliError::failed(format!("unexpected answer {other:?}"))),
+    };
+    if fmt == Format::Table {
+        eprintln!(
+            "capturing on {port} into {} (Ctrl-C to stop)",
+            file.display()
+        );
+    }
+    let (mut frames, mut dropped) = (0u64, 0u64);
+    let result = loop {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let _ = call_vswitchd(run, &Request::CaptureStop { id });
+            break Ok(());
+        }
+        let reply = match call_vswitchd(run, &Request::CaptureRead { id }) {
+            Ok(Reply::CaptureFrames(r)) => r,
+            Ok(other) => break Err(CliError::failed(format!("unexpected answer {other:?}"))),
+            Err(e) => break Err(e),
+        };
+        dropped = reply.dropped;
+        for w in &reply.frames {
+            let Some(data) = crate::api::from_hex(&w.hex) else {
+                continue;
+            };
+            let frame = CapturedFrame {
+                ts_ns: w.ts_ns,
+                dir: if w.dir == "tx" {
+                    Direction::Tx
+                } else {
+                    Direction::Rx
+                },
+                orig_len: w.orig_len,
+                data,
+            };
+            if let Err(e) = write_pcap_record(&mut out, &frame) {
+                let _ = call_vswitchd(run, &Request::CaptureStop { id });
+                return Err(io_err(e));
+            }
+            frames += 1;
+        }
+        if reply.done {
+            break Ok(());
+        }
+        if reply.frames.is_empty() {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    out.flush().map_err(io_err)?;
+    match fmt {
+        Format::Json => output::json(&serde_json::json!({
+            "port": port, "file": file, "frames": frames, "dropped": dropped
+        })),
+        Format::Table => println!(
+            "{frames} frames written to {} ({dropped} dropped)",
+            file.display()
+        ),
+    }
+    result
+}
+
 fn dispatch(run: &RunDir, fmt: Format, cmd: Cmd) -> Result<(), CliError> {
     match cmd {
         Cmd::Start { config } => lifecycle::start(run, fmt, config.as_deref()),
         Cmd::Stop => lifecycle::stop(run, fmt),
         Cmd::Status => lifecycle::status(run, fmt),
         Cmd::Demo => demo::demo(fmt),
+        Cmd::Capture { port, file, count } => capture(run, fmt, &port, &file, count),
         Cmd::Show => {
             let r = read_call(run, &Request::Show)?;
             output::print_read(fmt, &r, false);

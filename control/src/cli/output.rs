@@ -37,7 +37,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-fn json<T: Serialize>(v: &T) {
+pub(crate) fn json<T: Serialize>(v: &T) {
     println!(
         "{}",
         serde_json::to_string_pretty(v).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
@@ -277,9 +277,10 @@ pub fn render_read(reply: &Reply, no_stats: bool) -> String {
         ),
         Reply::Done => String::new(),
         Reply::Count { count } => format!("{count}\n"),
-        Reply::Inventory(_) | Reply::Expired(_) => {
-            serde_json::to_string_pretty(reply).unwrap_or_default()
-        }
+        Reply::Inventory(_)
+        | Reply::Expired(_)
+        | Reply::CaptureStarted { .. }
+        | Reply::CaptureFrames(_) => serde_json::to_string_pretty(reply).unwrap_or_default(),
     }
 }
 
@@ -302,6 +303,8 @@ pub fn print_read(fmt: Format, reply: &Reply, no_stats: bool) {
             Reply::Inventory(v) => json(v),
             Reply::Expired(v) => json(v),
             Reply::Pmds(v) => json(v),
+            Reply::CaptureFrames(v) => json(v),
+            Reply::CaptureStarted { id } => json(&serde_json::json!({ "id": id })),
             Reply::Done => json(&serde_json::json!({"ok": true})),
             Reply::Count { count } => json(&serde_json::json!({"ok": true, "count": count})),
         },

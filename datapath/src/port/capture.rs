@@ -101,6 +101,18 @@ impl CaptureSink {
         self.queue.lock().drain(..).collect()
     }
 
+    /// Takes at most `max` queued frames, oldest first.
+    pub fn drain_max(&self, max: usize) -> Vec<CapturedFrame> {
+        let mut q = self.queue.lock();
+        let n = q.len().min(max);
+        q.drain(..n).collect()
+    }
+
+    /// Frames waiting to be read.
+    pub fn pending(&self) -> usize {
+        self.queue.lock().len()
+    }
+
     /// Frames lost because the reader fell behind.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Relaxed)
