@@ -23,8 +23,8 @@ struct Args {
     /// Repetitions of every measurement (median and min–max are reported).
     #[arg(long, default_value_t = 3)]
     runs: usize,
-    /// Short windows (finishes in under 2 minutes for two switches, 1 run
-    /// unless --runs is given).
+    /// Short windows (all switches in under 2 minutes; 1 run unless --runs
+    /// is given).
     #[arg(long)]
     quick: bool,
     /// Switches to measure, comma separated (default all): no-switch, kernel-bridge,
