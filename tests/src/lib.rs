@@ -170,6 +170,32 @@ impl Drop for Netns {
     }
 }
 
+/// Sends `bytes` over TCP from namespace `from` to `addr` (host:port in
+/// namespace `to`) with the `vsw-trafcheck` binary at `trafcheck`; the
+/// receiver checks every byte. Returns the receiver's Gbit/s.
+pub fn verified_tcp_transfer(
+    trafcheck: &str,
+    from: &Netns,
+    to: &Netns,
+    addr: &str,
+    bytes: u64,
+) -> f64 {
+    let rx = to.spawn(trafcheck, &["tcp-recv", addr, &bytes.to_string()]);
+    from.exec_ok(trafcheck, &["tcp-send", addr, &bytes.to_string()]);
+    let out = rx.wait();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "receiver failed: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut f = stdout.split_whitespace();
+    assert_eq!(f.next(), Some("ok"), "{stdout}");
+    assert_eq!(f.next(), Some(bytes.to_string().as_str()), "{stdout}");
+    let secs: f64 = f.next().and_then(|s| s.parse().ok()).unwrap_or(0.0);
+    bytes as f64 * 8.0 / secs.max(1e-9) / 1e9
+}
+
 /// A veth pair in the root namespace, deleted on drop (deleting one end
 /// deletes both, wherever the other end was moved).
 #[derive(Debug)]

@@ -109,23 +109,7 @@ fn mac_str(m: [u8; 6]) -> String {
 /// returns the receiver's Gbit/s.
 fn tcp_transfer(pair: &Pair, bytes: u64) -> f64 {
     let addr = format!("{IP2}:5201");
-    let rx = pair
-        .ns2
-        .spawn(TRAFCHECK, &["tcp-recv", &addr, &bytes.to_string()]);
-    pair.ns1
-        .exec_ok(TRAFCHECK, &["tcp-send", &addr, &bytes.to_string()]);
-    let out = rx.wait();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "receiver failed: {stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut f = stdout.split_whitespace();
-    assert_eq!(f.next(), Some("ok"), "{stdout}");
-    assert_eq!(f.next(), Some(bytes.to_string().as_str()), "{stdout}");
-    let secs: f64 = f.next().and_then(|s| s.parse().ok()).unwrap_or(0.0);
-    bytes as f64 * 8.0 / secs.max(1e-9) / 1e9
+    tests::verified_tcp_transfer(TRAFCHECK, &pair.ns1, &pair.ns2, &addr, bytes)
 }
 
 #[test]

@@ -94,20 +94,7 @@ fn ping(ns: &Netns, dst: &str) {
 /// Verified TCP transfer from namespace `a` to host `b_host` in `b`.
 fn tcp_transfer(a: &Netns, b: &Netns, b_host: u8, bytes: u64) -> f64 {
     let addr = format!("{}:5301", Topo::ip(b_host));
-    let rx = b.spawn(TRAFCHECK, &["tcp-recv", &addr, &bytes.to_string()]);
-    a.exec_ok(TRAFCHECK, &["tcp-send", &addr, &bytes.to_string()]);
-    let out = rx.wait();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "receiver failed: {stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut f = stdout.split_whitespace();
-    assert_eq!(f.next(), Some("ok"), "{stdout}");
-    assert_eq!(f.next(), Some(bytes.to_string().as_str()), "{stdout}");
-    let secs: f64 = f.next().and_then(|s| s.parse().ok()).unwrap_or(0.0);
-    bytes as f64 * 8.0 / secs.max(1e-9) / 1e9
+    tests::verified_tcp_transfer(TRAFCHECK, a, b, &addr, bytes)
 }
 
 const MIB100: u64 = 100 * 1024 * 1024;
