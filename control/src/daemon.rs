@@ -271,6 +271,50 @@ pub fn new_boot_id() -> u64 {
     (t ^ (u64::from(std::process::id()) << 32)) | 1
 }
 
+/// How a daemon's `main` goes on after [`startup`].
+pub enum Startup {
+    /// A detached copy of the daemon is running and ready: exit now.
+    Detached,
+    /// Running in the foreground: shutdown signals blocked (to be watched
+    /// by the caller), logging on, pid file held for the process' life.
+    Foreground {
+        /// The blocked SIGTERM/SIGINT.
+        signals: ShutdownSignals,
+        /// The pid file, removed on drop.
+        pid: PidFile,
+    },
+}
+
+/// The start-up both daemons share: create the run dir, check the socket
+/// path fits, then either refuse a second instance and [`detach`] (waiting
+/// up to `detach_timeout` for `socket`), or, in the foreground, block the
+/// shutdown signals, start logging and take the pid file. `daemon` is the
+/// program's name ([`VSWITCHD`] or [`CONTROLD`]).
+pub fn startup(
+    run: &RunDir,
+    daemon: &str,
+    socket: &Path,
+    foreground: bool,
+    detach_timeout: std::time::Duration,
+) -> anyhow::Result<Startup> {
+    run.create()?;
+    crate::ipc::check_socket_path(socket)?;
+    if !foreground {
+        if let Some(pid) = run.live_pid(daemon) {
+            anyhow::bail!(
+                "{daemon} is already running in {} (pid {pid})",
+                run.dir().display()
+            );
+        }
+        detach(&run.log_file(daemon), socket, detach_timeout)?;
+        return Ok(Startup::Detached);
+    }
+    let signals = ShutdownSignals::block()?;
+    init_logging();
+    let pid = PidFile::create(run, daemon)?;
+    Ok(Startup::Foreground { signals, pid })
+}
+
 /// When not `--foreground`: starts this same program again with
 /// `--foreground` added, detached in its own session group with output
 /// appended to `log`, waits until `ready` exists (its socket) or the child

@@ -12,7 +12,7 @@ mod server;
 use anyhow::Context;
 use clap::Parser;
 use control::config::Config;
-use control::daemon::{self, PidFile, RunDir, ShutdownSignals, VSWITCHD};
+use control::daemon::{self, RunDir, Startup, VSWITCHD};
 use control::ipc::ServerSocket;
 use datapath::pmd::IdleMode;
 use datapath::switch::{Switch, SwitchConfig};
@@ -40,24 +40,16 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let run = RunDir::resolve(args.run_dir.as_deref());
     let cfg = Config::load(args.config.as_deref())?;
-    run.create()?;
-    control::ipc::check_socket_path(&run.vswitchd_socket())?;
-    if !args.foreground {
-        if let Some(pid) = run.live_pid(VSWITCHD) {
-            anyhow::bail!(
-                "vswitchd is already running in {} (pid {pid})",
-                run.dir().display()
-            );
-        }
-        return daemon::detach(
-            &run.log_file(VSWITCHD),
-            &run.vswitchd_socket(),
-            Duration::from_secs(30),
-        );
-    }
-    let signals = ShutdownSignals::block()?;
-    daemon::init_logging();
-    let _pid = PidFile::create(&run, VSWITCHD)?;
+    let (signals, _pid) = match daemon::startup(
+        &run,
+        VSWITCHD,
+        &run.vswitchd_socket(),
+        args.foreground,
+        Duration::from_secs(30),
+    )? {
+        Startup::Detached => return Ok(()),
+        Startup::Foreground { signals, pid } => (signals, pid),
+    };
 
     let sw_cfg = SwitchConfig {
         pmd_cores: cfg.pmd.cores.clone(),

@@ -5,7 +5,7 @@
 use clap::Parser;
 use control::config::Config;
 use control::controld::Controld;
-use control::daemon::{self, PidFile, RunDir, ShutdownSignals, CONTROLD};
+use control::daemon::{self, RunDir, Startup, CONTROLD};
 use control::ipc::ServerSocket;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,24 +31,16 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let run = RunDir::resolve(args.run_dir.as_deref());
     let cfg = Config::load(args.config.as_deref())?;
-    run.create()?;
-    control::ipc::check_socket_path(&run.controld_socket())?;
-    if !args.foreground {
-        if let Some(pid) = run.live_pid(CONTROLD) {
-            anyhow::bail!(
-                "vswitch-controld is already running in {} (pid {pid})",
-                run.dir().display()
-            );
-        }
-        return daemon::detach(
-            &run.log_file(CONTROLD),
-            &run.controld_socket(),
-            Duration::from_secs(60),
-        );
-    }
-    let signals = ShutdownSignals::block()?;
-    daemon::init_logging();
-    let _pid = PidFile::create(&run, CONTROLD)?;
+    let (signals, _pid) = match daemon::startup(
+        &run,
+        CONTROLD,
+        &run.controld_socket(),
+        args.foreground,
+        Duration::from_secs(60),
+    )? {
+        Startup::Detached => return Ok(()),
+        Startup::Foreground { signals, pid } => (signals, pid),
+    };
     let stop = Arc::new(AtomicBool::new(false));
     signals.spawn_watcher(stop.clone());
 
