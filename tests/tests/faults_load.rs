@@ -120,7 +120,10 @@ impl Stream {
     fn finish(mut self, limit: Duration) -> Outcome {
         let out = wait_bounded(self.rx.take().expect("receiver"), limit)
             .expect("the receiver gives a verdict within its bounds");
-        let _ = self.tx.take().map(|t| wait_bounded(t, Duration::from_secs(30)));
+        let _ = self
+            .tx
+            .take()
+            .map(|t| wait_bounded(t, Duration::from_secs(30)));
         let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
         assert!(
             !text.contains("mismatch"),
@@ -396,7 +399,10 @@ fn ten_thousand_rules_replaced_during_transfer_lose_nothing() {
     let mut s = Stream::start(&c[0].ns, &c[1].ns, &c[1].ip, BYTES, IDLE_SECS);
     let p = background_ping(&c[2].ns, &c[3].ip, 100);
     std::thread::sleep(FAULT_AFTER);
-    assert!(s.running(), "the transfer is under way when the swaps start");
+    assert!(
+        s.running(),
+        "the transfer is under way when the swaps start"
+    );
     let mut took = Vec::new();
     for round in 0..4 {
         let f = if round % 2 == 0 { &fb } else { &fa };
@@ -484,7 +490,7 @@ fn afxdp_device_down_and_up_during_transfer_resumes() {
         matches!(outcome, Outcome::Intact),
         "TCP retransmits across a short link flap: {outcome:?}"
     );
-    assert!(inst.pid("vswitchd").is_some_and(|p| {
-        std::fs::metadata(format!("/proc/{p}")).is_ok()
-    }));
+    assert!(inst
+        .pid("vswitchd")
+        .is_some_and(|p| { std::fs::metadata(format!("/proc/{p}")).is_ok() }));
 }
