@@ -149,7 +149,11 @@ impl SoakReport {
         let max = s.iter().map(|x| x.rss_kib).max()? as i64;
         let last = s.last()?.rss_kib as i64;
         // A shrinking process has no growth; report the larger change.
-        Some(if max > first { max - first } else { last - first })
+        Some(if max > first {
+            max - first
+        } else {
+            last - first
+        })
     }
 
     /// True when growth after the warm-up stays within the flat bound.
@@ -171,7 +175,11 @@ impl SoakReport {
     pub fn table(&self) -> String {
         let mut s = String::new();
         let kib = |v: Option<u64>| v.map_or("-".into(), |v| format!("{v} KiB"));
-        let _ = writeln!(s, "soak: {:.0} s of traffic, warm-up {:.0} s", self.secs, self.warmup_secs);
+        let _ = writeln!(
+            s,
+            "soak: {:.0} s of traffic, warm-up {:.0} s",
+            self.secs, self.warmup_secs
+        );
         let _ = writeln!(
             s,
             "vswitchd VmRSS: after warm-up {}, end {}, growth after warm-up {} ({})",
@@ -206,7 +214,10 @@ impl SoakReport {
             self.tcp_gbps
                 .map_or("failed".into(), |g| format!("{g:.2} Gbit/s"))
         );
-        for (what, c) in [("UDP 64 B c3→c4", self.small), ("UDP 1000 B c4→c3", self.large)] {
+        for (what, c) in [
+            ("UDP 64 B c3→c4", self.small),
+            ("UDP 1000 B c4→c3", self.large),
+        ] {
             let _ = writeln!(
                 s,
                 "{what}: {} sent, {} received, loss {:.3} %, {:.1} kpps",
@@ -375,7 +386,13 @@ pub fn run_soak(cfg: &SoakConfig) -> Result<SoakReport> {
         ])?;
         let mac = run(
             "ip",
-            &["netns", "exec", ns.name(), "cat", "/sys/class/net/eth0/address"],
+            &[
+                "netns",
+                "exec",
+                ns.name(),
+                "cat",
+                "/sys/class/net/eth0/address",
+            ],
         )?;
         macs.push(parse_mac(&mac)?);
         nss.push(ns);
@@ -385,7 +402,17 @@ pub fn run_soak(cfg: &SoakConfig) -> Result<SoakReport> {
         let ok = (0..10).any(|_| {
             run(
                 "ip",
-                &["netns", "exec", nss[from].name(), "ping", "-c", "1", "-W", "1", &target],
+                &[
+                    "netns",
+                    "exec",
+                    nss[from].name(),
+                    "ping",
+                    "-c",
+                    "1",
+                    "-W",
+                    "1",
+                    &target,
+                ],
             )
             .is_ok()
         });
@@ -400,10 +427,7 @@ pub fn run_soak(cfg: &SoakConfig) -> Result<SoakReport> {
         what: "vswitchd.pid".into(),
         reason: "missing or not a number".into(),
     })?;
-    let flows = [
-        daemons.dir.join("a.flows"),
-        daemons.dir.join("b.flows"),
-    ];
+    let flows = [daemons.dir.join("a.flows"), daemons.dir.join("b.flows")];
     for (f, proto) in flows.iter().zip(["udp", "tcp"]) {
         std::fs::write(f, rule_set(proto))
             .map_err(|e| BenchError::io(f.display().to_string(), "write", e))?;
@@ -552,11 +576,22 @@ mod tests {
 
     #[test]
     fn growth_ignores_the_warmup_and_judges_flatness() {
-        let flat = report(&[(0.0, 10_000), (10.0, 50_000), (20.0, 60_000), (60.0, 60_500), (100.0, 60_200)]);
+        let flat = report(&[
+            (0.0, 10_000),
+            (10.0, 50_000),
+            (20.0, 60_000),
+            (60.0, 60_500),
+            (100.0, 60_200),
+        ]);
         assert_eq!(flat.rss_after_warmup_kib(), Some(60_000));
         assert_eq!(flat.growth_kib(), Some(500));
         assert_eq!(flat.flat(), Some(true));
-        let leak = report(&[(0.0, 10_000), (20.0, 60_000), (60.0, 70_000), (100.0, 80_000)]);
+        let leak = report(&[
+            (0.0, 10_000),
+            (20.0, 60_000),
+            (60.0, 70_000),
+            (100.0, 80_000),
+        ]);
         assert_eq!(leak.growth_kib(), Some(20_000));
         assert_eq!(leak.flat(), Some(false));
         let shrink = report(&[(20.0, 60_000), (100.0, 59_000)]);

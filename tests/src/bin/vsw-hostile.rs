@@ -149,7 +149,7 @@ fn count(dev: &str, src: [u8; 6], idle: Duration, limit: Duration) -> Result<(),
                 &mut from_len,
             )
         };
-        if len < 12 || from.sll_pkttype == libc::PACKET_OUTGOING as u8 {
+        if len < 12 || from.sll_pkttype == libc::PACKET_OUTGOING {
             continue;
         }
         if buf[6..12] == src {
