@@ -20,6 +20,7 @@ pub mod plot;
 pub mod ports;
 pub mod report;
 pub mod runner;
+pub mod soak;
 pub mod stats;
 pub mod sys;
 pub mod targets;
