@@ -12,6 +12,7 @@ pub mod flow;
 pub mod packet;
 pub mod pipeline;
 pub mod pmd;
+pub mod security;
 pub mod port;
 pub mod switch;
 pub mod sys;
