@@ -283,7 +283,10 @@ impl Fdb {
                 self.count_port(&mut inner, s.dest.port, false);
                 self.count_port(&mut inner, dest.port, true);
             }
-            inner.slots[slot].as_mut().expect("indexed slot is live").dest = dest;
+            inner.slots[slot]
+                .as_mut()
+                .expect("indexed slot is live")
+                .dest = dest;
             inner.stats.moved += 1;
             self.last_seen[slot].store(now_ms, Relaxed);
             self.bump(mac, vlan);
@@ -514,7 +517,10 @@ mod tests {
             Learned::Known(_)
         ));
         let tag = fdb.port_tag(1);
-        assert_eq!(fdb.learn_limited(3, 0, dest(1), 500, lim), Learned::PortLimit);
+        assert_eq!(
+            fdb.learn_limited(3, 0, dest(1), 500, lim),
+            Learned::PortLimit
+        );
         assert!(fdb.would_hit_port_limit(3, 0, 1, 2));
         assert!(!fdb.would_hit_port_limit(1, 0, 1, 2));
         assert_eq!(fdb.stats().port_limit, 1);
@@ -530,14 +536,20 @@ mod tests {
         // mac 2 ages (last seen 0); mac 1 was refreshed at 500.
         assert_eq!(fdb.age(1_000), 1);
         assert_eq!(fdb.port_count(1), 1);
-        assert!(!fdb.tag_valid(tag), "the port's tag moves when room is made");
+        assert!(
+            !fdb.tag_valid(tag),
+            "the port's tag moves when room is made"
+        );
         assert!(matches!(
             fdb.learn_limited(4, 0, dest(1), 1_000, lim),
             Learned::New(_)
         ));
         // Moving mac 3 from port 2 onto full port 1 is refused, mac 1
         // moving away from port 1 frees a place.
-        assert_eq!(fdb.learn_limited(3, 0, dest(1), 1_000, lim), Learned::PortLimit);
+        assert_eq!(
+            fdb.learn_limited(3, 0, dest(1), 1_000, lim),
+            Learned::PortLimit
+        );
         assert_eq!(fdb.lookup(3, 0), Some(dest(2)));
         assert!(matches!(
             fdb.learn_limited(1, 0, dest(2), 1_000, lim),

@@ -416,20 +416,28 @@ impl Pmd {
         let pool = &mut self.pool;
         let storm = &mut self.storm;
         let mut overflow: Option<PortNo> = None;
-        let done = execute(&entry.actions, pkt, ofs, pool, drops, storm, &mut |port, p| {
-            let Some(b) = tx.get_mut(port as usize) else {
-                return;
-            };
-            if b.is_empty() {
-                dirty.push(port);
-            }
-            if let Err(p) = b.push(p) {
-                // Only when one packet is sent to the same port more
-                // than once: the extra copy is dropped and counted.
-                overflow = Some(port);
-                drop(p);
-            }
-        });
+        let done = execute(
+            &entry.actions,
+            pkt,
+            ofs,
+            pool,
+            drops,
+            storm,
+            &mut |port, p| {
+                let Some(b) = tx.get_mut(port as usize) else {
+                    return;
+                };
+                if b.is_empty() {
+                    dirty.push(port);
+                }
+                if let Err(p) = b.push(p) {
+                    // Only when one packet is sent to the same port more
+                    // than once: the extra copy is dropped and counted.
+                    overflow = Some(port);
+                    drop(p);
+                }
+            },
+        );
         if done.outputs == 0 && !done.counted {
             self.drops
                 .add(drop_reason.unwrap_or(DropReason::ActionDrop), 1);
