@@ -252,6 +252,15 @@ pub enum Request {
         /// New membership.
         vlan: WireVlan,
     },
+    /// Replace a port's security options (`allowed-macs`, `allowed-ips`,
+    /// `max-macs`, `storm-pps`; an absent key lifts that restriction),
+    /// already validated, without re-opening the port.
+    DpSetPortSecurity {
+        /// Port.
+        name: String,
+        /// The port's security options, all of them.
+        options: BTreeMap<String, String>,
+    },
     /// Add rules (each replacing its twin) in one generation.
     DpAddFlows {
         /// Bridge.

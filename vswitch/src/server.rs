@@ -393,6 +393,14 @@ impl Datapath {
             destroy_port(opened);
             return Err(switch_err(e));
         }
+        let security = control::portspec::security_of(&spec);
+        if security.is_active() {
+            if let Err(e) = self.switch.set_port_security(&spec.name, security) {
+                let _ = self.switch.del_port(Some(bridge), &spec.name);
+                destroy_port(opened);
+                return Err(switch_err(e));
+            }
+        }
         tracing::info!(port = %spec.name, bridge, ofport, kind = %spec.r#type, "port added");
         ports.insert(
             spec.name.clone(),
@@ -403,6 +411,39 @@ impl Datapath {
                 opened: Some(opened),
             },
         );
+        Ok(Reply::Done)
+    }
+
+    /// Replaces a port's security options; the recorded spec follows, so
+    /// the inventory (and a reconcile) sees the options now in force.
+    fn set_port_security(
+        &self,
+        name: &str,
+        options: BTreeMap<String, String>,
+    ) -> Result<Reply, ApiError> {
+        let mut ports = self.ports.lock();
+        let rec = ports
+            .get_mut(name)
+            .ok_or_else(|| ApiError::rejected(format!("no port named \"{name}\"")))?;
+        let mut spec = rec.spec.clone();
+        spec.options
+            .retain(|k, _| !control::portspec::SECURITY_KEYS.contains(&k.as_str()));
+        spec.options.extend(
+            options
+                .into_iter()
+                .filter(|(k, _)| control::portspec::SECURITY_KEYS.contains(&k.as_str())),
+        );
+        let mut opts = spec.options.clone();
+        opts.insert("type".into(), spec.r#type.clone());
+        // Validated by vswitch-controld already; checked again because
+        // the options come over the socket.
+        let spec = control::portspec::validate(name, &opts)
+            .map_err(|e| ApiError::rejected(e.to_string()))?;
+        self.switch
+            .set_port_security(name, control::portspec::security_of(&spec))
+            .map_err(switch_err)?;
+        tracing::info!(port = %name, options = ?control::portspec::security_options(&spec), "port security set");
+        rec.spec = spec;
         Ok(Reply::Done)
     }
 
@@ -567,6 +608,7 @@ impl Handler for Datapath {
                     .map_err(switch_err)?;
                 Ok(Reply::Done)
             }
+            Request::DpSetPortSecurity { name, options } => self.set_port_security(&name, options),
             Request::DpAddFlows { bridge, rules } => {
                 let t = Instant::now();
                 let rules: Vec<Rule> = rules.iter().map(Rule::from).collect();
