@@ -686,6 +686,11 @@ pub struct FdbRow {
 pub struct FdbReply {
     /// Entries.
     pub entries: Vec<FdbRow>,
+    /// The bridge's FDB counters: `entries`, `learned`, `moved`,
+    /// `overflow` (not learned: table full), `port_limit` (not learned:
+    /// the port's `max-macs`), `aged`.
+    #[serde(default)]
+    pub counters: BTreeMap<String, u64>,
 }
 
 /// A static FDB entry as `fdb-add` gives it and `state.json` keeps it.

@@ -56,9 +56,6 @@ pub enum SecurityError {
     /// Not an address or address/prefix.
     #[error("\"{0}\" is not an IPv4/IPv6 address or prefix (like 10.0.0.2 or fd00::/64)")]
     BadPrefix(String),
-    /// Not a MAC address.
-    #[error("\"{0}\" is not a MAC address (like 02:00:00:00:00:01)")]
-    BadMac(String),
 }
 
 impl IpPrefix {

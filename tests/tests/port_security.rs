@@ -90,14 +90,15 @@ fn spoofing_container_is_dropped_and_counted_while_others_keep_working() {
     assert!(show.contains(&format!("allowed-ips={}", ip(1))), "{show}");
 
     // Everyone behaves: all traffic flows.
-    assert!(ping(&a, &ip(2), 2), "c1 → c2 with its own address");
-    assert!(ping(&c, &ip(2), 2), "c3 → c2");
+    assert!(ping(&a, &ip(2), 5), "c1 → c2 with its own address");
+    assert!(ping(&c, &ip(2), 5), "c3 → c2");
     let c2_mac = mac_of(&b);
     assert!(neigh_mac(&c, &ip(2)).contains(&c2_mac));
     let spoofed_before = drops(&inst, "spoofed_ip");
 
-    // 1. c1 changes its address: its ARP requests and IP packets now carry
-    // a source it does not own.
+    // 1. c1 changes its address: its ARP requests (and IP packets, were
+    // the neighbour known) now carry a source it does not own. How many
+    // ARP requests the kernel sends in the time of three pings varies.
     a.exec_ok("ip", &["addr", "flush", "dev", "eth0"]);
     a.exec_ok(
         "ip",
@@ -109,7 +110,7 @@ fn spoofing_container_is_dropped_and_counted_while_others_keep_working() {
     );
     let after_ip_change = drops(&inst, "spoofed_ip");
     assert!(
-        after_ip_change >= spoofed_before + 3,
+        after_ip_change > spoofed_before,
         "spoofed_ip {spoofed_before} → {after_ip_change}"
     );
 
@@ -129,7 +130,7 @@ fn spoofing_container_is_dropped_and_counted_while_others_keep_working() {
         "spoofed_ip {after_ip_change} → {after_arp}"
     );
     // The legitimate container keeps working and was not poisoned.
-    assert!(ping(&c, &ip(2), 3), "c3 → c2 during the attack");
+    assert!(ping(&c, &ip(2), 5), "c3 → c2 during the attack");
     let n = neigh_mac(&c, &ip(2));
     assert!(n.contains(&c2_mac) && !n.contains(&c1_mac), "{n}");
 
@@ -140,12 +141,18 @@ fn spoofing_container_is_dropped_and_counted_while_others_keep_working() {
         "c1",
         &format!("allowed-ips={},{}", ip(1), ip(9)),
     ]);
-    assert!(ping(&a, &ip(2), 3), "c1 → c2 once its address is allowed");
+    assert!(ping(&a, &ip(2), 5), "c1 → c2 once its address is allowed");
     let show = inst.ctl_ok(&["show"]);
     assert!(
         show.contains(&format!("allowed-ips={},{}", ip(1), ip(9))),
         "{show}"
     );
+    // FDB counters are reported with the entries.
+    let fdb: serde_json::Value =
+        serde_json::from_str(&inst.ctl_ok(&["-o", "json", "fdb-show", "br0"])).unwrap();
+    assert!(fdb["counters"]["entries"].as_u64().unwrap() >= 3, "{fdb}");
+    assert_eq!(fdb["counters"]["overflow"].as_u64(), Some(0), "{fdb}");
+    assert!(inst.ctl_ok(&["fdb-show", "br0"]).contains("fdb counters: "));
     println!(
         "port security: spoofed_ip drops {spoofed_before} → {after_ip_change} (address change) → {after_arp} (5 spoofed ARP replies)"
     );

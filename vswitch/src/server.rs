@@ -550,6 +550,17 @@ impl Handler for Datapath {
                 }))
             }
             Request::FdbShow { bridge } => Ok(Reply::Fdb(FdbReply {
+                counters: {
+                    let s = sw.fdb_stats(&bridge).map_err(switch_err)?;
+                    BTreeMap::from([
+                        ("entries".to_owned(), s.entries as u64),
+                        ("learned".to_owned(), s.learned),
+                        ("moved".to_owned(), s.moved),
+                        ("overflow".to_owned(), s.overflow),
+                        ("port_limit".to_owned(), s.port_limit),
+                        ("aged".to_owned(), s.aged),
+                    ])
+                },
                 entries: sw
                     .fdb_show(&bridge)
                     .map_err(switch_err)?
