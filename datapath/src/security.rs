@@ -21,7 +21,8 @@
 //!   protocol address (`arp_spa`) inside a listed prefix, or 0.0.0.0 (an ARP
 //!   probe, RFC 5227 §2.1.1). IPv6 packets need a source inside a listed
 //!   prefix, or the EUI-64 link-local address (RFC 4291 §2.5.6, appendix A)
-//!   of one of the `allowed-macs`, or `::` for the messages a booting host
+//!   of one of the `allowed-macs` (without `allowed-macs`: of the frame's
+//!   own source MAC), or `::` for the messages a booting host
 //!   sends before it owns an address: Router Solicitation, Neighbor
 //!   Solicitation (duplicate address detection, RFC 4862 §5.4.2) and MLD
 //!   reports (RFC 3810 §5.2.13). Neighbor Solicitations/Advertisements are
@@ -203,10 +204,15 @@ impl PortSecurity {
                 if Self::ip_allowed(ips, IpAddr::V6(ip)) {
                     return None;
                 }
-                if let Some(macs) = &self.allowed_macs {
-                    if macs.iter().any(|m| eui64_link_local(*m) == ip) {
-                        return None;
+                let own_link_local = match &self.allowed_macs {
+                    Some(macs) => macs.iter().any(|m| eui64_link_local(*m) == ip),
+                    None => {
+                        mask.set_exact(Field::EthSrc);
+                        eui64_link_local(crate::flow::mac_from_u64(src)) == ip
                     }
+                };
+                if own_link_local {
+                    return None;
                 }
                 if ip.is_unspecified() {
                     mask.set_exact(Field::NwProto);
@@ -480,7 +486,19 @@ mod tests {
     }
 
     #[test]
-    fn other_ethertypes_pass_allowed_ips() {
+    fn own_link_local_without_allowed_macs_and_other_ethertypes_pass() {
+        // Without allowed-macs, the link-local of the frame's own source.
+        let s = sec(None, Some(&["fd00::/64"]));
+        let mut k = key(&[
+            (Field::EthSrc, mac(M2)),
+            (Field::EthType, 0x86dd),
+            (Field::NwSrc, u128::from(eui64_link_local(M2))),
+        ]);
+        let mut m = FlowKey::ZERO;
+        assert_eq!(s.check(&k, &mut m), None);
+        assert_eq!(m.get(Field::EthSrc), u128::from(u64::MAX >> 16));
+        k.set(Field::NwSrc, u128::from(eui64_link_local(M1)));
+        assert_eq!(s.check(&k, &mut m), Some(DropReason::SpoofedIp));
         let s = sec(None, Some(&["10.0.0.2"]));
         let k = key(&[(Field::EthSrc, mac(M1)), (Field::EthType, 0x88cc)]);
         let mut m = FlowKey::ZERO;

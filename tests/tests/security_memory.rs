@@ -517,6 +517,7 @@ fn key_strategy() -> impl Strategy<Value = FlowKey> {
             Just(0xfd00_u128 << 112 | 1),
             Just(0xfd00_u128 << 112 | 7),
             Just(ll1),
+            Just(u128::from(eui64_link_local(mac(2)))),
         ],
         prop_oneof![Just(6u8), Just(17), Just(58), Just(2)],
         prop_oneof![Just(68u16), Just(135), Just(136), Just(1000)],
@@ -549,7 +550,7 @@ fn key_strategy() -> impl Strategy<Value = FlowKey> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(ProptestConfig::with_cases(4096))]
 
     #[test]
     fn security_verdicts_match_the_reference_and_their_megaflows_are_exact(

@@ -51,10 +51,10 @@ pub fn port_security(
         }
         0x86dd => {
             let ip = Ipv6Addr::from(key.get(Field::NwSrc));
-            let link_local_of_owned_mac = sec
-                .allowed_macs
-                .as_ref()
-                .is_some_and(|l| l.iter().any(|m| eui64_link_local(*m) == ip));
+            let link_local_of_owned_mac = match &sec.allowed_macs {
+                Some(l) => l.iter().any(|m| eui64_link_local(*m) == ip),
+                None => eui64_link_local(src_mac) == ip,
+            };
             let boot_icmp6 = ip == Ipv6Addr::UNSPECIFIED
                 && proto == 58
                 && [131, 132, 133, 135, 143].contains(&tp_src);
