@@ -14,6 +14,7 @@ pub mod error;
 pub mod figure;
 pub mod frame;
 pub mod measure;
+pub mod overlay;
 pub mod ovs;
 pub mod plot;
 pub mod ports;

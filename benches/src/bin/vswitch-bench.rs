@@ -59,6 +59,10 @@ struct Args {
     /// Rules per `add_flows` call (one new datapath generation each).
     #[arg(long, default_value_t = 100)]
     flow_batch: usize,
+    /// Measure the VXLAN overlay instead (issue 6): two simulated hosts,
+    /// kernel vxlan + bridge vs vswitch daemons, TCP and 64 B pps.
+    #[arg(long)]
+    vxlan: bool,
     /// Directory for the private OVS instance.
     #[arg(long, default_value = "/tmp")]
     work_dir: PathBuf,
@@ -105,6 +109,22 @@ fn main() -> anyhow::Result<()> {
         bail!("vswitch-bench needs root (it creates network namespaces and interfaces)");
     }
     sys::install_signal_handlers().context("installing the Ctrl-C handler")?;
+    if args.vxlan {
+        let o = benches::bench::overlay::OverlayOptions {
+            pmd_core: args.pmd_core,
+            load_core: args.load_core,
+            tcp_secs: if args.quick { 3 } else { 8 },
+            pps_window: std::time::Duration::from_secs(if args.quick { 2 } else { 4 }),
+        };
+        let runs = if args.quick { 1 } else { args.runs };
+        let mut all = Vec::new();
+        for i in 0..runs {
+            eprintln!("vswitch-bench --vxlan: run {}/{runs}", i + 1);
+            all.push(benches::bench::overlay::run(&o).context("VXLAN overlay run")?);
+        }
+        print!("{}", benches::bench::overlay::table(&all));
+        return Ok(());
+    }
     let runs_given = std::env::args().any(|a| a == "--runs" || a.starts_with("--runs="));
     let mut opts = if args.quick {
         Options::quick()

@@ -190,6 +190,8 @@ pub struct PortInfo {
     pub security: PortSecurity,
     /// Learned FDB entries on the port (what `max-macs` limits).
     pub learned_macs: usize,
+    /// Tunnel settings and per-VTEP counters (tunnel ports only).
+    pub tunnel: Option<crate::port::TunnelInfo>,
 }
 
 /// A PMD as `show` and `stats pmd` report it.
@@ -1077,6 +1079,7 @@ impl Switch {
                 vlan: p.vlan.clone(),
                 stats: p.port.stats(),
                 rx_queues: p.port.rx_queues(),
+                tunnel: p.port.tunnel_info(),
             })
             .collect()
     }
