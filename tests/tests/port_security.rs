@@ -48,6 +48,13 @@ fn gratuitous_arp_hex(mac: &str, ip: [u8; 4]) -> String {
     f.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A ping that succeeds within three tries of three echo requests: the
+/// positive checks must not fail on a loaded machine (the negative ones
+/// stay single tries: a drop is a drop).
+fn ping_ok(ns: &Netns, ip: &str) -> bool {
+    (0..3).any(|_| ping(ns, ip, 3))
+}
+
 fn neigh_mac(ns: &Netns, ip: &str) -> String {
     ns.exec_ok("ip", &["neigh", "show", ip, "dev", "eth0"])
 }
@@ -90,8 +97,8 @@ fn spoofing_container_is_dropped_and_counted_while_others_keep_working() {
     assert!(show.contains(&format!("allowed-ips={}", ip(1))), "{show}");
 
     // Everyone behaves: all traffic flows.
-    assert!(ping(&a, &ip(2), 5), "c1 → c2 with its own address");
-    assert!(ping(&c, &ip(2), 5), "c3 → c2");
+    assert!(ping_ok(&a, &ip(2)), "c1 → c2 with its own address");
+    assert!(ping_ok(&c, &ip(2)), "c3 → c2");
     let c2_mac = mac_of(&b);
     assert!(neigh_mac(&c, &ip(2)).contains(&c2_mac));
     let spoofed_before = drops(&inst, "spoofed_ip");
@@ -130,7 +137,7 @@ fn spoofing_container_is_dropped_and_counted_while_others_keep_working() {
         "spoofed_ip {after_ip_change} → {after_arp}"
     );
     // The legitimate container keeps working and was not poisoned.
-    assert!(ping(&c, &ip(2), 5), "c3 → c2 during the attack");
+    assert!(ping_ok(&c, &ip(2)), "c3 → c2 during the attack");
     let n = neigh_mac(&c, &ip(2));
     assert!(n.contains(&c2_mac) && !n.contains(&c1_mac), "{n}");
 
@@ -141,7 +148,7 @@ fn spoofing_container_is_dropped_and_counted_while_others_keep_working() {
         "c1",
         &format!("allowed-ips={},{}", ip(1), ip(9)),
     ]);
-    assert!(ping(&a, &ip(2), 5), "c1 → c2 once its address is allowed");
+    assert!(ping_ok(&a, &ip(2)), "c1 → c2 once its address is allowed");
     let show = inst.ctl_ok(&["show"]);
     assert!(
         show.contains(&format!("allowed-ips={},{}", ip(1), ip(9))),
