@@ -181,6 +181,7 @@ fn slow_path(c: &mut Criterion) {
             no,
             vlan: VlanMode::default(),
             is_tunnel: false,
+            security: None,
         })
         .collect();
     let view = BridgeView {

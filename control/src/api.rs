@@ -252,6 +252,15 @@ pub enum Request {
         /// New membership.
         vlan: WireVlan,
     },
+    /// Replace a port's security options (`allowed-macs`, `allowed-ips`,
+    /// `max-macs`, `storm-pps`; an absent key lifts that restriction),
+    /// already validated, without re-opening the port.
+    DpSetPortSecurity {
+        /// Port.
+        name: String,
+        /// The port's security options, all of them.
+        options: BTreeMap<String, String>,
+    },
     /// Add rules (each replacing its twin) in one generation.
     DpAddFlows {
         /// Bridge.
@@ -695,6 +704,11 @@ pub struct FdbRow {
 pub struct FdbReply {
     /// Entries.
     pub entries: Vec<FdbRow>,
+    /// The bridge's FDB counters: `entries`, `learned`, `moved`,
+    /// `overflow` (not learned: table full), `port_limit` (not learned:
+    /// the port's `max-macs`), `aged`.
+    #[serde(default)]
+    pub counters: BTreeMap<String, u64>,
 }
 
 /// A static FDB entry as `fdb-add` gives it and `state.json` keeps it.

@@ -374,20 +374,34 @@ impl Controld {
                     })?;
                 let merged =
                     portspec::merge(&p.spec, options).map_err(|e| rejected(e.to_string()))?;
-                let vlan_only = {
+                // VLAN membership and port security change on the live
+                // port; anything else re-opens it.
+                let live_only = {
                     let strip = |o: &BTreeMap<String, String>| {
                         let mut o = o.clone();
                         o.remove("vlan");
                         o.remove("trunks");
+                        o.retain(|k, _| !portspec::SECURITY_KEYS.contains(&k.as_str()));
                         o
                     };
                     strip(&merged.options) == strip(&p.spec.options)
                 };
-                if vlan_only {
-                    calls.push(Request::DpSetPortVlan {
-                        name: name.clone(),
-                        vlan: portspec::vlan_of(&merged),
-                    });
+                let security = portspec::security_options(&merged);
+                let security_changed = security != portspec::security_options(&p.spec);
+                if live_only {
+                    if !security_changed || portspec::vlan_of(&merged) != portspec::vlan_of(&p.spec)
+                    {
+                        calls.push(Request::DpSetPortVlan {
+                            name: name.clone(),
+                            vlan: portspec::vlan_of(&merged),
+                        });
+                    }
+                    if security_changed {
+                        calls.push(Request::DpSetPortSecurity {
+                            name: name.clone(),
+                            options: security,
+                        });
+                    }
                 } else {
                     // Other options need the device re-opened; the port
                     // keeps its number, so rules stay valid.
@@ -1005,6 +1019,81 @@ mod tests {
         let names: Vec<String> = calls.iter().map(Request::call_name).collect();
         assert_eq!(names, ["dp-del-port", "dp-add-port"]);
         assert_eq!(s2.port_numbers("br0")["p1"], 1);
+    }
+
+    #[test]
+    fn set_port_security_changes_the_live_port_and_survives_state_json() {
+        let s = add_port(&state_with_bridge(), "p1");
+        let opts = |kv: &[(&str, &str)]| -> BTreeMap<String, String> {
+            kv.iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        let (s, calls) = apply(
+            &s,
+            Request::SetPort {
+                bridge: "br0".into(),
+                name: "p1".into(),
+                options: opts(&[("allowed-ips", "10.0.0.2,fd00::2"), ("storm-pps", "100")]),
+            },
+        )
+        .unwrap();
+        assert_eq!(calls.len(), 1, "{calls:?}");
+        match &calls[0] {
+            Request::DpSetPortSecurity { name, options } => {
+                assert_eq!(name, "p1");
+                assert_eq!(
+                    *options,
+                    opts(&[("allowed-ips", "10.0.0.2,fd00::2"), ("storm-pps", "100")])
+                );
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        // Lifting one option sends the remaining set; a VLAN change with a
+        // security change sends both, and neither re-opens the port.
+        let (s, calls) = apply(
+            &s,
+            Request::SetPort {
+                bridge: "br0".into(),
+                name: "p1".into(),
+                options: opts(&[("storm-pps", ""), ("vlan", "5"), ("max-macs", "3")]),
+            },
+        )
+        .unwrap();
+        let names: Vec<String> = calls.iter().map(Request::call_name).collect();
+        assert_eq!(names, ["dp-set-port-vlan", "dp-set-port-security"]);
+        let Request::DpSetPortSecurity { options, .. } = &calls[1] else {
+            unreachable!()
+        };
+        assert_eq!(
+            *options,
+            opts(&[("allowed-ips", "10.0.0.2,fd00::2"), ("max-macs", "3")])
+        );
+        // Bad values are refused before anything is called.
+        let e = apply(
+            &s,
+            Request::SetPort {
+                bridge: "br0".into(),
+                name: "p1".into(),
+                options: opts(&[("allowed-macs", "ff:ff:ff:ff:ff:ff")]),
+            },
+        )
+        .unwrap_err();
+        assert!(e.message.contains("allowed-macs"), "{}", e.message);
+        // state.json round trip keeps the policy.
+        let dir = std::env::temp_dir().join(format!("vsw-sec-state-{}", std::process::id()));
+        let store = StateStore::new(dir.join("state.json"));
+        store.save(&s).unwrap();
+        let back = match store.load().unwrap() {
+            Loaded::Ok(b) => b,
+            other => panic!("unexpected {other:?}"),
+        };
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(back, s);
+        let p = portspec::security_of(back.spec("p1").unwrap());
+        assert_eq!(p.max_macs, Some(3));
+        assert_eq!(p.storm_pps, None);
+        assert_eq!(p.allowed_ips.map(|l| l.len()), Some(2));
     }
 
     #[test]

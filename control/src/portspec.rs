@@ -4,8 +4,14 @@
 //! (`type=tap [netns=NS] [ifname=IF] [ip=CIDR] ...`). Everything is checked
 //! here, in vswitch-controld, before the datapath is touched; vswitchd can
 //! then open a port from a spec without re-validating operator text.
+//!
+//! Port-security keys ([`SECURITY_KEYS`]: `allowed-macs`, `allowed-ips`,
+//! `max-macs`, `storm-pps`, issue 8) are valid for every port type; their
+//! semantics are documented in `datapath::security`. [`security_of`] turns
+//! them into the datapath's policy.
 
 use crate::api::{parse_mac, PortSpec, WireVlan};
+use datapath::security::{IpPrefix, PortSecurity};
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -30,6 +36,13 @@ const TYPES: &[(&str, &[&str], &[&str])] = &[
         &["local", "vni", "dstport", "vlan", "trunks"],
     ),
 ];
+
+/// Port-security options, accepted for every port type.
+pub const SECURITY_KEYS: [&str; 4] = ["allowed-macs", "allowed-ips", "max-macs", "storm-pps"];
+
+/// Most entries in one `allowed-macs` / `allowed-ips` list: the lists are
+/// scanned by the slow path, so they stay short.
+pub const MAX_SECURITY_LIST: usize = 64;
 
 /// Why a port specification is refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -139,7 +152,10 @@ pub fn validate(name: &str, options: &BTreeMap<String, String>) -> Result<PortSp
     let mut rest = options.clone();
     rest.remove("type");
     for key in rest.keys() {
-        if !required.contains(&key.as_str()) && !optional.contains(&key.as_str()) {
+        if !required.contains(&key.as_str())
+            && !optional.contains(&key.as_str())
+            && !SECURITY_KEYS.contains(&key.as_str())
+        {
             return Err(PortSpecError::UnknownOption {
                 port: name.to_owned(),
                 kind: kind.clone(),
@@ -210,6 +226,75 @@ pub fn vlan_of(spec: &PortSpec) -> WireVlan {
     WireVlan::Trunk
 }
 
+/// The port-security policy a spec asks for (the default, allowing
+/// everything, when it has no security keys). The spec is validated, so
+/// values that do not parse cannot occur; they would be ignored.
+pub fn security_of(spec: &PortSpec) -> PortSecurity {
+    let o = &spec.options;
+    PortSecurity {
+        allowed_macs: o
+            .get("allowed-macs")
+            .map(|v| v.split(',').filter_map(parse_mac).collect()),
+        allowed_ips: o.get("allowed-ips").map(|v| {
+            v.split(',')
+                .filter_map(|p| IpPrefix::parse(p).ok())
+                .collect()
+        }),
+        max_macs: o.get("max-macs").and_then(|v| v.parse().ok()),
+        storm_pps: o.get("storm-pps").and_then(|v| v.parse().ok()),
+    }
+}
+
+/// The port-security options of a spec (for comparing two specs).
+pub fn security_options(spec: &PortSpec) -> BTreeMap<String, String> {
+    spec.options
+        .iter()
+        .filter(|(k, _)| SECURITY_KEYS.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+fn check_list(value: &str, item_ok: impl Fn(&str) -> Result<(), String>) -> Result<(), String> {
+    let items: Vec<&str> = value.split(',').collect();
+    if items.len() > MAX_SECURITY_LIST {
+        return Err(format!("at most {MAX_SECURITY_LIST} entries"));
+    }
+    items.into_iter().try_for_each(item_ok)
+}
+
+fn check_security_value(key: &str, value: &str) -> Option<Result<(), String>> {
+    let r = match key {
+        "allowed-macs" => check_list(value, |m| {
+            match parse_mac(m) {
+            None => Err(format!(
+                "\"{m}\" is not a MAC address (like 02:00:00:00:00:01); separate several with commas"
+            )),
+            Some(m) if m[0] & 1 == 1 => Err("a source MAC must be unicast".into()),
+            Some(_) => Ok(()),
+        }
+        }),
+        "allowed-ips" => check_list(value, |p| {
+            IpPrefix::parse(p)
+                .map(|_| ())
+                .map_err(|e| format!("{e}; separate several with commas"))
+        }),
+        "max-macs" => value
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=1_048_576).contains(n))
+            .map(|_| ())
+            .ok_or_else(|| "expected a number of MACs 1..=1048576".into()),
+        "storm-pps" => value
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .map(|_| ())
+            .ok_or_else(|| "expected packets per second 1..=4294967295".into()),
+        _ => return None,
+    };
+    Some(r)
+}
+
 /// Parses `A.B.C.D/N`.
 pub fn parse_cidr4(s: &str) -> Option<(Ipv4Addr, u8)> {
     let (a, n) = s.split_once('/')?;
@@ -229,6 +314,14 @@ fn parse_vid(v: &str) -> Option<u16> {
 }
 
 fn check_value(port: &str, key: &str, value: &str) -> Result<(), PortSpecError> {
+    if let Some(r) = check_security_value(key, value) {
+        return r.map_err(|reason| PortSpecError::BadValue {
+            port: port.to_owned(),
+            key: key.to_owned(),
+            value: value.to_owned(),
+            reason,
+        });
+    }
     let in_range = |lo: u64, hi: u64| {
         value
             .parse::<u64>()
@@ -403,6 +496,71 @@ mod tests {
             ])
         )
         .is_ok());
+    }
+
+    #[test]
+    fn security_options_are_valid_for_every_type_and_parse_into_a_policy() {
+        let sec = [
+            ("allowed-macs", "02:00:00:00:00:01,02:00:00:00:00:02"),
+            ("allowed-ips", "10.0.0.2,10.1.0.0/16,fd00::2,fd01::/64"),
+            ("max-macs", "4"),
+            ("storm-pps", "1000"),
+        ];
+        for base in [
+            vec![("type", "tap")],
+            vec![("type", "afxdp"), ("dev", "eth0")],
+            vec![("type", "afpacket"), ("dev", "eth0")],
+            vec![("type", "vxlan"), ("remote", "1.2.3.4")],
+        ] {
+            let mut o = base.clone();
+            o.extend(sec);
+            let s = validate("p", &opts(&o)).unwrap();
+            assert_eq!(security_options(&s).len(), 4);
+        }
+        let s = validate("p", &opts(&[[("type", "tap")].as_slice(), &sec].concat())).unwrap();
+        let p = security_of(&s);
+        assert_eq!(
+            p.allowed_macs,
+            Some(vec![[2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]])
+        );
+        let ips: Vec<String> = p
+            .allowed_ips
+            .unwrap()
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
+        assert_eq!(
+            ips,
+            ["10.0.0.2/32", "10.1.0.0/16", "fd00::2/128", "fd01::/64"]
+        );
+        assert_eq!((p.max_macs, p.storm_pps), (Some(4), Some(1000)));
+        let plain = validate("p", &opts(&[("type", "tap")])).unwrap();
+        assert!(!security_of(&plain).is_active());
+    }
+
+    #[test]
+    fn bad_security_values_are_refused_with_the_reason() {
+        let long = vec!["10.0.0.1"; MAX_SECURITY_LIST + 1].join(",");
+        for (k, v, why) in [
+            ("allowed-macs", "02:00:00:00:00:01,zz", "not a MAC"),
+            ("allowed-macs", "01:00:5e:00:00:01", "unicast"),
+            ("allowed-macs", "", "not a MAC"),
+            ("allowed-ips", "10.0.0.1/33", "not an IPv4/IPv6"),
+            ("allowed-ips", "10.0.0.1,,10.0.0.2", "not an IPv4/IPv6"),
+            ("allowed-ips", "fd00::/129", "not an IPv4/IPv6"),
+            ("allowed-ips", long.as_str(), "at most 64"),
+            ("max-macs", "0", "1..=1048576"),
+            ("max-macs", "x", "1..=1048576"),
+            ("storm-pps", "0", "packets per second"),
+            ("storm-pps", "-5", "packets per second"),
+        ] {
+            let e = validate("c1", &opts(&[("type", "tap"), (k, v)])).unwrap_err();
+            let msg = e.to_string();
+            assert!(
+                msg.contains("port \"c1\"") && msg.contains(k) && msg.contains(why),
+                "{msg}"
+            );
+        }
     }
 
     #[test]

@@ -126,6 +126,7 @@ pub fn dp_actions_text(actions: &[DpAction], names: &BTreeMap<PortNo, String>) -
                 format!("set_tunnel_dst:{}", std::net::Ipv4Addr::from(*ip))
             }
             DpAction::Clone(inner) => format!("clone({})", dp_actions_text(inner, names)),
+            DpAction::StormCheck(pps) => format!("storm_check({pps}pps)"),
         })
         .collect();
     parts.join(",")

@@ -41,10 +41,15 @@ pub enum DropReason {
     TunnelMalformed,
     /// Tunnel packet whose VNI no bridge serves.
     TunnelUnknownVni,
-    /// Source MAC or IP not allowed on the port (anti-spoofing).
-    Spoofed,
-    /// Storm control limit for broadcast/multicast/unknown unicast.
-    StormControl,
+    /// Source MAC (or ARP sender MAC) not allowed on the port
+    /// (`allowed-macs`, anti-spoofing).
+    SpoofedMac,
+    /// Source IP (or ARP sender IP) not allowed on the port (`allowed-ips`).
+    SpoofedIp,
+    /// Storm control (`storm-pps`): a flooded frame over the port's rate.
+    Storm,
+    /// A new source MAC on a port that has learned `max-macs` MACs.
+    PortMacLimit,
     /// A table or cache limit was hit and the packet could not be handled.
     TableLimit,
     /// A flood found no eligible port (the ingress port is alone in its
@@ -54,7 +59,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 21] = [
+    pub const ALL: [DropReason; 23] = [
         DropReason::Runt,
         DropReason::Malformed,
         DropReason::NoMatch,
@@ -72,8 +77,10 @@ impl DropReason {
         DropReason::TtlExpired,
         DropReason::TunnelMalformed,
         DropReason::TunnelUnknownVni,
-        DropReason::Spoofed,
-        DropReason::StormControl,
+        DropReason::SpoofedMac,
+        DropReason::SpoofedIp,
+        DropReason::Storm,
+        DropReason::PortMacLimit,
         DropReason::TableLimit,
         DropReason::NoDestination,
     ];
@@ -101,8 +108,10 @@ impl DropReason {
             DropReason::TtlExpired => "ttl_expired",
             DropReason::TunnelMalformed => "tunnel_malformed",
             DropReason::TunnelUnknownVni => "tunnel_unknown_vni",
-            DropReason::Spoofed => "spoofed",
-            DropReason::StormControl => "storm_control",
+            DropReason::SpoofedMac => "spoofed_mac",
+            DropReason::SpoofedIp => "spoofed_ip",
+            DropReason::Storm => "storm",
+            DropReason::PortMacLimit => "port_mac_limit",
             DropReason::TableLimit => "table_limit",
             DropReason::NoDestination => "no_destination",
         }

@@ -13,6 +13,7 @@ pub mod packet;
 pub mod pipeline;
 pub mod pmd;
 pub mod port;
+pub mod security;
 pub mod switch;
 pub mod sys;
 pub mod wire;

@@ -218,7 +218,7 @@ proptest! {
         })).collect();
         let pipeline = Pipeline::build(installed, []);
         let fdb = Fdb::new(64, 300);
-        let ports: Vec<BridgePort> = (1..=PORTS as u32).map(|no| BridgePort { no, vlan: VlanMode::default(), is_tunnel: false }).collect();
+        let ports: Vec<BridgePort> = (1..=PORTS as u32).map(|no| BridgePort { no, vlan: VlanMode::default(), is_tunnel: false, security: None }).collect();
         let view = BridgeView { pipeline: &pipeline, fdb: &fdb, ports: &ports };
         let ta = translate(view, &a.key(), 0, false);
         // b, forced to agree with a on every bit of a's megaflow mask.

@@ -56,7 +56,10 @@ enum Backend {
 fn backend_options(spec: &PortSpec) -> impl Iterator<Item = (&str, &str)> {
     spec.options
         .iter()
-        .filter(|(k, _)| !matches!(k.as_str(), "vlan" | "trunks"))
+        .filter(|(k, _)| {
+            !matches!(k.as_str(), "vlan" | "trunks")
+                && !control::portspec::SECURITY_KEYS.contains(&k.as_str())
+        })
         .map(|(k, v)| (k.as_str(), v.as_str()))
 }
 

@@ -401,6 +401,14 @@ impl Datapath {
             destroy_port(opened);
             return Err(switch_err(e));
         }
+        let security = control::portspec::security_of(&spec);
+        if security.is_active() {
+            if let Err(e) = self.switch.set_port_security(&spec.name, security) {
+                let _ = self.switch.del_port(Some(bridge), &spec.name);
+                destroy_port(opened);
+                return Err(switch_err(e));
+            }
+        }
         tracing::info!(port = %spec.name, bridge, ofport, kind = %spec.r#type, "port added");
         ports.insert(
             spec.name.clone(),
@@ -411,6 +419,39 @@ impl Datapath {
                 opened: Some(opened),
             },
         );
+        Ok(Reply::Done)
+    }
+
+    /// Replaces a port's security options; the recorded spec follows, so
+    /// the inventory (and a reconcile) sees the options now in force.
+    fn set_port_security(
+        &self,
+        name: &str,
+        options: BTreeMap<String, String>,
+    ) -> Result<Reply, ApiError> {
+        let mut ports = self.ports.lock();
+        let rec = ports
+            .get_mut(name)
+            .ok_or_else(|| ApiError::rejected(format!("no port named \"{name}\"")))?;
+        let mut spec = rec.spec.clone();
+        spec.options
+            .retain(|k, _| !control::portspec::SECURITY_KEYS.contains(&k.as_str()));
+        spec.options.extend(
+            options
+                .into_iter()
+                .filter(|(k, _)| control::portspec::SECURITY_KEYS.contains(&k.as_str())),
+        );
+        let mut opts = spec.options.clone();
+        opts.insert("type".into(), spec.r#type.clone());
+        // Validated by vswitch-controld already; checked again because
+        // the options come over the socket.
+        let spec = control::portspec::validate(name, &opts)
+            .map_err(|e| ApiError::rejected(e.to_string()))?;
+        self.switch
+            .set_port_security(name, control::portspec::security_of(&spec))
+            .map_err(switch_err)?;
+        tracing::info!(port = %name, options = ?control::portspec::security_options(&spec), "port security set");
+        rec.spec = spec;
         Ok(Reply::Done)
     }
 
@@ -517,6 +558,17 @@ impl Handler for Datapath {
                 }))
             }
             Request::FdbShow { bridge } => Ok(Reply::Fdb(FdbReply {
+                counters: {
+                    let s = sw.fdb_stats(&bridge).map_err(switch_err)?;
+                    BTreeMap::from([
+                        ("entries".to_owned(), s.entries as u64),
+                        ("learned".to_owned(), s.learned),
+                        ("moved".to_owned(), s.moved),
+                        ("overflow".to_owned(), s.overflow),
+                        ("port_limit".to_owned(), s.port_limit),
+                        ("aged".to_owned(), s.aged),
+                    ])
+                },
                 entries: sw
                     .fdb_show(&bridge)
                     .map_err(switch_err)?
@@ -575,6 +627,7 @@ impl Handler for Datapath {
                     .map_err(switch_err)?;
                 Ok(Reply::Done)
             }
+            Request::DpSetPortSecurity { name, options } => self.set_port_security(&name, options),
             Request::DpAddFlows { bridge, rules } => {
                 let t = Instant::now();
                 let rules: Vec<Rule> = rules.iter().map(Rule::from).collect();

@@ -164,26 +164,33 @@ pub fn render_read(reply: &Reply, no_stats: bool) -> String {
             out
         }
         Reply::Groups(g) => g.groups.iter().map(|g| format!("{g}\n")).collect(),
-        Reply::Fdb(f) => table(
-            &["PORT", "VLAN", "MAC", "AGE", "TYPE"],
-            &f.entries
-                .iter()
-                .map(|e| {
-                    vec![
-                        e.port.clone(),
-                        e.vlan.to_string(),
-                        e.mac.clone(),
-                        e.age_s.to_string(),
-                        match (&e.remote, e.r#static) {
-                            (Some(r), true) => format!("static remote={r}"),
-                            (Some(r), false) => format!("learned remote={r}"),
-                            (None, true) => "static".into(),
-                            (None, false) => "learned".into(),
-                        },
-                    ]
-                })
-                .collect::<Vec<_>>(),
-        ),
+        Reply::Fdb(f) => {
+            let mut out = table(
+                &["PORT", "VLAN", "MAC", "AGE", "TYPE"],
+                &f.entries
+                    .iter()
+                    .map(|e| {
+                        vec![
+                            e.port.clone(),
+                            e.vlan.to_string(),
+                            e.mac.clone(),
+                            e.age_s.to_string(),
+                            match (&e.remote, e.r#static) {
+                                (Some(r), true) => format!("static remote={r}"),
+                                (Some(r), false) => format!("learned remote={r}"),
+                                (None, true) => "static".into(),
+                                (None, false) => "learned".into(),
+                            },
+                        ]
+                    })
+                    .collect::<Vec<_>>(),
+            );
+            if !f.counters.is_empty() {
+                let c: Vec<String> = f.counters.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                out.push_str(&format!("fdb counters: {}\n", c.join(" ")));
+            }
+            out
+        }
         Reply::PortStats(p) => {
             table(
                 &[

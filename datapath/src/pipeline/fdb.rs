@@ -17,6 +17,13 @@
 //! When the table is full a new MAC is not learned (counted) and its frames
 //! are flooded; no existing entry is evicted by a newcomer, so a MAC flood
 //! from one port cannot push out the others. Aged entries free space.
+//!
+//! Learned entries are also counted per port, for the port-security limit
+//! `max-macs` ([`Fdb::learn_limited`]): a port at its limit learns nothing
+//! new. A refusal depends on the port's count, not on the refused MAC, so
+//! each port has a tag of its own ([`Fdb::port_tag`]) that moves whenever
+//! an entry leaves the port (aged, flushed, moved, deleted): flows refused
+//! by the limit are re-translated as soon as room is made.
 
 use crate::flow::PortNo;
 use parking_lot::Mutex;
@@ -78,6 +85,8 @@ pub struct FdbStats {
     pub overflow: u64,
     /// Entries removed by aging.
     pub aged: u64,
+    /// New MACs not learned because their port had `max-macs` entries.
+    pub port_limit: u64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -93,6 +102,8 @@ struct Inner {
     index: HashMap<(u64, u16), usize>,
     slots: Vec<Option<Slot>>,
     free: Vec<usize>,
+    /// Learned (non-static) entries per destination port.
+    per_port: HashMap<PortNo, usize>,
     stats: FdbStats,
     aging_ms: u64,
 }
@@ -119,6 +130,8 @@ pub enum Learned {
     Full,
     /// A static entry points elsewhere: not overridden.
     Static,
+    /// The port already holds its `max-macs` learned entries: not learned.
+    PortLimit,
 }
 
 impl Learned {
@@ -126,7 +139,7 @@ impl Learned {
     pub fn slot(self) -> Option<usize> {
         match self {
             Learned::Known(s) | Learned::New(s) | Learned::Moved(s) => Some(s),
-            Learned::Full | Learned::Static => None,
+            Learned::Full | Learned::Static | Learned::PortLimit => None,
         }
     }
 }
@@ -138,6 +151,13 @@ pub fn tag_bucket(mac: u64, vlan: u16) -> u16 {
     ((h >> 40) as usize % TAG_BUCKETS) as u16
 }
 
+/// The pseudo (MAC, VLAN) whose tag bucket stands for a port's count: above
+/// 48 bits, so no real MAC shares the key (buckets may still be shared,
+/// which only costs a spurious re-translation).
+fn port_tag_key(port: PortNo) -> (u64, u16) {
+    ((1 << 48) | u64::from(port), 0xffff)
+}
+
 impl Fdb {
     /// An empty table of at most `max` entries aging after `aging_secs`.
     pub fn new(max: usize, aging_secs: u32) -> Fdb {
@@ -146,6 +166,7 @@ impl Fdb {
                 index: HashMap::with_capacity(max.min(1 << 16)),
                 slots: Vec::new(),
                 free: Vec::new(),
+                per_port: HashMap::new(),
                 stats: FdbStats::default(),
                 aging_ms: u64::from(aging_secs) * 1000,
             }),
@@ -202,11 +223,51 @@ impl Fdb {
         inner.slots[slot].map(|s| s.dest)
     }
 
+    /// The tag of `port`'s learned-entry count (see the module comment).
+    #[inline]
+    pub fn port_tag(&self, port: PortNo) -> FdbTag {
+        let (mac, vlan) = port_tag_key(port);
+        self.tag(mac, vlan)
+    }
+
+    /// Learned (non-static) entries pointing at `port`.
+    pub fn port_count(&self, port: PortNo) -> usize {
+        self.inner.lock().per_port.get(&port).copied().unwrap_or(0)
+    }
+
+    /// True when learning `mac` on `vlan` behind `port` would be refused by
+    /// a per-port limit of `limit` (read-only, for traces).
+    pub fn would_hit_port_limit(&self, mac: u64, vlan: u16, port: PortNo, limit: usize) -> bool {
+        let inner = self.inner.lock();
+        let known_here = inner
+            .index
+            .get(&(mac, vlan))
+            .and_then(|&slot| inner.slots[slot])
+            .is_some_and(|s| s.dest.port == port || s.is_static);
+        !known_here && inner.per_port.get(&port).copied().unwrap_or(0) >= limit
+    }
+
     /// Learns that `mac` on `vlan` was seen behind `dest` at `now_ms`.
     pub fn learn(&self, mac: u64, vlan: u16, dest: FdbDest, now_ms: u64) -> Learned {
+        self.learn_limited(mac, vlan, dest, now_ms, None)
+    }
+
+    /// [`Fdb::learn`], refusing a MAC new to `dest.port` when the port
+    /// already has `port_limit` learned entries.
+    pub fn learn_limited(
+        &self,
+        mac: u64,
+        vlan: u16,
+        dest: FdbDest,
+        now_ms: u64,
+        port_limit: Option<usize>,
+    ) -> Learned {
         let mut inner = self.inner.lock();
+        let at_limit = |inner: &Inner| {
+            port_limit.is_some_and(|l| inner.per_port.get(&dest.port).copied().unwrap_or(0) >= l)
+        };
         if let Some(&slot) = inner.index.get(&(mac, vlan)) {
-            let s = inner.slots[slot].as_mut().expect("indexed slot is live");
+            let s = *inner.slots[slot].as_ref().expect("indexed slot is live");
             if s.dest == dest {
                 self.touch(slot, now_ms);
                 return Learned::Known(slot);
@@ -214,14 +275,45 @@ impl Fdb {
             if s.is_static {
                 return Learned::Static;
             }
-            s.dest = dest;
+            if s.dest.port != dest.port {
+                if at_limit(&inner) {
+                    inner.stats.port_limit += 1;
+                    return Learned::PortLimit;
+                }
+                self.count_port(&mut inner, s.dest.port, false);
+                self.count_port(&mut inner, dest.port, true);
+            }
+            inner.slots[slot]
+                .as_mut()
+                .expect("indexed slot is live")
+                .dest = dest;
             inner.stats.moved += 1;
             self.last_seen[slot].store(now_ms, Relaxed);
             self.bump(mac, vlan);
             return Learned::Moved(slot);
         }
+        if at_limit(&inner) {
+            inner.stats.port_limit += 1;
+            return Learned::PortLimit;
+        }
         self.insert(&mut inner, mac, vlan, dest, false, now_ms)
             .map_or(Learned::Full, Learned::New)
+    }
+
+    /// Adjusts a port's learned-entry count; a decrease moves its tag.
+    fn count_port(&self, inner: &mut Inner, port: PortNo, up: bool) {
+        if up {
+            *inner.per_port.entry(port).or_insert(0) += 1;
+            return;
+        }
+        if let Some(n) = inner.per_port.get_mut(&port) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                inner.per_port.remove(&port);
+            }
+        }
+        let (mac, vlan) = port_tag_key(port);
+        self.bump(mac, vlan);
     }
 
     fn insert(
@@ -252,6 +344,9 @@ impl Fdb {
         });
         inner.index.insert((mac, vlan), slot);
         inner.stats.learned += u64::from(!is_static);
+        if !is_static {
+            self.count_port(inner, dest.port, true);
+        }
         self.last_seen[slot].store(now_ms, Relaxed);
         self.bump(mac, vlan);
         Some(slot)
@@ -262,6 +357,9 @@ impl Fdb {
             inner.index.remove(&(s.mac, s.vlan));
             inner.free.push(slot);
             self.bump(s.mac, s.vlan);
+            if !s.is_static {
+                self.count_port(inner, s.dest.port, false);
+            }
         }
     }
 
@@ -399,6 +497,69 @@ mod tests {
         fdb.flush(false);
         assert_eq!(fdb.lookup(1, 0), None);
         assert_eq!(fdb.lookup(5, 0), Some(dest(3)));
+    }
+
+    #[test]
+    fn port_limit_refuses_new_macs_and_frees_on_age_flush_and_move() {
+        let fdb = Fdb::new(64, 1);
+        let lim = Some(2);
+        assert!(matches!(
+            fdb.learn_limited(1, 0, dest(1), 0, lim),
+            Learned::New(_)
+        ));
+        assert!(matches!(
+            fdb.learn_limited(2, 0, dest(1), 0, lim),
+            Learned::New(_)
+        ));
+        // Known MACs are still refreshed; a third one is refused.
+        assert!(matches!(
+            fdb.learn_limited(1, 0, dest(1), 500, lim),
+            Learned::Known(_)
+        ));
+        let tag = fdb.port_tag(1);
+        assert_eq!(
+            fdb.learn_limited(3, 0, dest(1), 500, lim),
+            Learned::PortLimit
+        );
+        assert!(fdb.would_hit_port_limit(3, 0, 1, 2));
+        assert!(!fdb.would_hit_port_limit(1, 0, 1, 2));
+        assert_eq!(fdb.stats().port_limit, 1);
+        assert_eq!(fdb.stats().overflow, 0);
+        // Other ports are not limited by port 1's count.
+        assert!(matches!(
+            fdb.learn_limited(3, 0, dest(2), 500, lim),
+            Learned::New(_)
+        ));
+        // Static entries do not count.
+        assert!(fdb.add_static(9, 0, dest(1), 0));
+        assert_eq!(fdb.port_count(1), 2);
+        // mac 2 ages (last seen 0); mac 1 was refreshed at 500.
+        assert_eq!(fdb.age(1_000), 1);
+        assert_eq!(fdb.port_count(1), 1);
+        assert!(
+            !fdb.tag_valid(tag),
+            "the port's tag moves when room is made"
+        );
+        assert!(matches!(
+            fdb.learn_limited(4, 0, dest(1), 1_000, lim),
+            Learned::New(_)
+        ));
+        // Moving mac 3 from port 2 onto full port 1 is refused, mac 1
+        // moving away from port 1 frees a place.
+        assert_eq!(
+            fdb.learn_limited(3, 0, dest(1), 1_000, lim),
+            Learned::PortLimit
+        );
+        assert_eq!(fdb.lookup(3, 0), Some(dest(2)));
+        assert!(matches!(
+            fdb.learn_limited(1, 0, dest(2), 1_000, lim),
+            Learned::Moved(_)
+        ));
+        assert_eq!((fdb.port_count(1), fdb.port_count(2)), (1, 2));
+        fdb.flush_port(2);
+        assert_eq!(fdb.port_count(2), 0);
+        fdb.flush(false);
+        assert_eq!(fdb.port_count(1), 0);
     }
 
     #[test]

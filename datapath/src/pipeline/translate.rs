@@ -7,6 +7,12 @@
 //! packet as modified, as OpenFlow requires. NORMAL performs MAC learning
 //! here, on the first packet of a flow; cached packets of the same flow only
 //! refresh the learned entry's age.
+//!
+//! Port security ([`crate::security`]) runs first: a frame whose source
+//! addresses the ingress port does not own never reaches the tables, and
+//! the verdict is cached with the fields it consulted. NORMAL enforces the
+//! port's `max-macs` while learning, and a flooding translation from a port
+//! with `storm-pps` carries a [`DpAction::StormCheck`] for the fast path.
 
 use super::fdb::{Fdb, FdbDest, FdbTag};
 use super::rule::{Action, GroupType, TableId};
@@ -14,6 +20,7 @@ use super::table::InstalledRule;
 use super::{Pipeline, VlanMode};
 use crate::drop::DropReason;
 use crate::flow::{Field, FlowKey, FlowMask, PortNo, VLAN_PCP_MASK, VLAN_PRESENT, VLAN_VID_MASK};
+use crate::security::PortSecurity;
 use std::sync::Arc;
 
 /// Resubmit/goto nesting limit.
@@ -61,6 +68,11 @@ pub enum DpAction {
     SetTunnelRemote(u32),
     /// Apply the inner list to a copy of the packet.
     Clone(Box<[DpAction]>),
+    /// Storm control: meter the packet against its ingress port's token
+    /// bucket at this rate (packets per second); when the bucket is empty
+    /// the packet goes no further (dropped as `storm`). Emitted before the
+    /// outputs of a flood only.
+    StormCheck(u32),
 }
 
 /// How a bridge port takes part in NORMAL switching.
@@ -72,6 +84,8 @@ pub struct BridgePort {
     pub vlan: VlanMode,
     /// A tunnel port (split horizon applies between tunnels).
     pub is_tunnel: bool,
+    /// Port security policy (None: the port may send anything).
+    pub security: Option<Arc<PortSecurity>>,
 }
 
 /// What the slow path needs to know about a bridge.
@@ -148,6 +162,8 @@ struct Ctx<'a> {
     depth: usize,
     overflow: bool,
     halted: bool,
+    /// A StormCheck was already emitted (one meter per packet).
+    storm_checked: bool,
 }
 
 /// Translates `key` (whose `in_port` is a port of the bridge) through the
@@ -164,9 +180,15 @@ pub fn translate(view: BridgeView<'_>, key: &FlowKey, now_ms: u64, tracing: bool
         depth: 0,
         overflow: false,
         halted: false,
+        storm_checked: false,
     };
     // Every megaflow is specific to its ingress port (and so its bridge).
     ctx.out.mask.set_exact(Field::InPort);
+    let security = view.port(ctx.in_port).and_then(|p| p.security.clone());
+    if let Some(reason) = security.and_then(|s| s.check(key, &mut ctx.out.mask)) {
+        ctx.note_drop(reason);
+        return ctx.out;
+    }
     run_table(&mut ctx, 0);
     if ctx.overflow {
         ctx.out.actions.clear();
@@ -229,6 +251,23 @@ impl Ctx<'_> {
             && self.key.get(Field::NwFrag) as u8 & crate::flow::FRAG_LATER == 0
     }
 
+    /// Puts a StormCheck at `at` (the start of a flood's outputs) when the
+    /// ingress port has storm control and none was emitted yet.
+    fn storm_check_at(&mut self, at: usize) {
+        if self.storm_checked || self.overflow {
+            return;
+        }
+        let pps = self
+            .view
+            .port(self.in_port)
+            .and_then(|p| p.security.as_ref())
+            .and_then(|s| s.storm_pps);
+        if let Some(pps) = pps {
+            self.storm_checked = true;
+            self.out.actions.insert(at, DpAction::StormCheck(pps));
+        }
+    }
+
     fn output(&mut self, port: PortNo) {
         if port == self.in_port {
             // OpenFlow: output to the ingress port needs IN_PORT.
@@ -289,10 +328,14 @@ fn run_actions(ctx: &mut Ctx<'_>, actions: &[Action]) {
                 let split = matches!(a, Action::Flood)
                     && ctx.view.port(ctx.in_port).is_some_and(|p| p.is_tunnel);
                 let ports = ctx.view.ports;
+                let start = ctx.out.actions.len();
                 for p in ports {
                     if p.no != ctx.in_port && !(split && p.is_tunnel) {
                         ctx.emit(DpAction::Output(p.no));
                     }
+                }
+                if ctx.out.actions.len() > start {
+                    ctx.storm_check_at(start);
                 }
             }
             Action::SetVlanVid(vid) => {
@@ -507,13 +550,23 @@ fn normal(ctx: &mut Ctx<'_>) {
     let src = ctx.key.get(Field::EthSrc) as u64;
     let dst = ctx.key.get(Field::EthDst) as u64;
     let fdb: &Fdb = ctx.view.fdb;
+    let max_macs = in_port.security.as_ref().and_then(|s| s.max_macs);
     // A trace only explains: it must not change the FDB.
-    if !is_multicast(src) && !ctx.tracing {
+    if !is_multicast(src) && ctx.tracing {
+        if max_macs.is_some_and(|l| fdb.would_hit_port_limit(src, vlan, ctx.in_port, l)) {
+            ctx.out.trace.push(TraceEvent::Normal(format!(
+                "source not learned: port {} holds its max-macs entries",
+                ctx.in_port
+            )));
+            ctx.note_drop(DropReason::PortMacLimit);
+            return;
+        }
+    } else if !is_multicast(src) {
         if in_port.is_tunnel {
             ctx.wc(Field::TunSrc);
         }
         let remote = in_port.is_tunnel.then(|| ctx.key.get(Field::TunSrc) as u32);
-        let learned = fdb.learn(
+        let learned = fdb.learn_limited(
             src,
             vlan,
             FdbDest {
@@ -521,9 +574,16 @@ fn normal(ctx: &mut Ctx<'_>) {
                 remote,
             },
             ctx.now_ms,
+            max_macs,
         );
         ctx.out.tags.push(fdb.tag(src, vlan));
         ctx.out.src_slot = learned.slot();
+        if learned == super::fdb::Learned::PortLimit {
+            // Re-translated once the port has room again.
+            ctx.out.tags.push(fdb.port_tag(ctx.in_port));
+            ctx.note_drop(DropReason::PortMacLimit);
+            return;
+        }
     }
     let dest = if is_multicast(dst) {
         None
@@ -566,6 +626,7 @@ fn normal(ctx: &mut Ctx<'_>) {
                     .push(TraceEvent::Normal(format!("flood in vlan {vlan}")));
             }
             let ports = ctx.view.ports;
+            let start = ctx.out.actions.len();
             let mut any = false;
             for p in ports {
                 if p.no == ctx.in_port
@@ -577,7 +638,9 @@ fn normal(ctx: &mut Ctx<'_>) {
                 any = true;
                 normal_output(ctx, p, vlan);
             }
-            if !any {
+            if any {
+                ctx.storm_check_at(start);
+            } else {
                 ctx.note_drop(DropReason::NoDestination);
             }
         }

@@ -25,6 +25,7 @@ use crate::packet::{Batch, Packet, PacketPool, BATCH_SIZE};
 use crate::pipeline::{translate, BridgeView, InstalledRule};
 use crate::port::capture::Direction;
 use crate::port::{LinkState, OffloadCaps, Port};
+use crate::security::StormMeter;
 use crate::switch::Snapshot;
 use crate::wire;
 use std::sync::Arc;
@@ -134,6 +135,8 @@ pub struct Pmd {
     generation: u64,
     stats: PmdStats,
     drops: DropCounters,
+    /// Storm-control token buckets of this PMD, per ingress port.
+    storm: StormMeter,
 }
 
 impl std::fmt::Debug for Pmd {
@@ -162,6 +165,7 @@ impl Pmd {
             generation: u64::MAX,
             stats: PmdStats::default(),
             drops: DropCounters::default(),
+            storm: StormMeter::default(),
         }
     }
 
@@ -248,6 +252,7 @@ impl Pmd {
         if self.tx.len() < snap.ports.len() {
             self.tx.resize_with(snap.ports.len(), Batch::new);
         }
+        self.storm.reserve_ports(snap.ports.len());
     }
 
     /// Polls every queue in `queues` once. Returns packets received.
@@ -293,6 +298,7 @@ impl Pmd {
     ) {
         self.sync_generation(snap);
         self.flows.clear();
+        self.storm.now_ms = now_ms;
         for mut pkt in batch.drain() {
             self.stats.packets += 1;
             pkt.in_port = in_port;
@@ -408,22 +414,31 @@ impl Pmd {
         let dirty = &mut self.tx_dirty;
         let drops = &mut self.drops;
         let pool = &mut self.pool;
+        let storm = &mut self.storm;
         let mut overflow: Option<PortNo> = None;
-        let outputs = execute(&entry.actions, pkt, ofs, pool, drops, &mut |port, p| {
-            let Some(b) = tx.get_mut(port as usize) else {
-                return;
-            };
-            if b.is_empty() {
-                dirty.push(port);
-            }
-            if let Err(p) = b.push(p) {
-                // Only when one packet is sent to the same port more
-                // than once: the extra copy is dropped and counted.
-                overflow = Some(port);
-                drop(p);
-            }
-        });
-        if outputs == 0 {
+        let done = execute(
+            &entry.actions,
+            pkt,
+            ofs,
+            pool,
+            drops,
+            storm,
+            &mut |port, p| {
+                let Some(b) = tx.get_mut(port as usize) else {
+                    return;
+                };
+                if b.is_empty() {
+                    dirty.push(port);
+                }
+                if let Err(p) = b.push(p) {
+                    // Only when one packet is sent to the same port more
+                    // than once: the extra copy is dropped and counted.
+                    overflow = Some(port);
+                    drop(p);
+                }
+            },
+        );
+        if done.outputs == 0 && !done.counted {
             self.drops
                 .add(drop_reason.unwrap_or(DropReason::ActionDrop), 1);
         }

@@ -133,6 +133,20 @@ impl MemoryPortHandle {
         n
     }
 
+    /// Shows every frame the switch sent to this host to `seen`, then
+    /// returns its buffer to `pool` (the switch's): for hosts that mostly
+    /// receive, whose buffers would otherwise pile up in this port's spares
+    /// while the pool runs dry. Returns how many there were.
+    pub fn release_output(&self, pool: &mut PacketPool, mut seen: impl FnMut(&[u8])) -> usize {
+        let mut r = self.shared.rings.lock();
+        let n = r.to_host.len();
+        for p in r.to_host.drain(..) {
+            seen(p.data());
+            pool.free(p);
+        }
+        n
+    }
+
     /// Frames waiting towards the switch.
     pub fn pending_to_switch(&self) -> usize {
         self.shared.rings.lock().to_switch.len()

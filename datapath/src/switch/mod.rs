@@ -22,6 +22,7 @@ use crate::pipeline::{
 use crate::pmd::{IdleMode, Pmd, PmdConfig, PmdHandle, PmdStats, PmdThreadConfig};
 use crate::port::capture::CaptureSink;
 use crate::port::{LinkState, Port, PortKind, PortStats};
+use crate::security::PortSecurity;
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
@@ -185,6 +186,10 @@ pub struct PortInfo {
     pub stats: PortStats,
     /// Rx queues.
     pub rx_queues: usize,
+    /// Port security policy (default: none).
+    pub security: PortSecurity,
+    /// Learned FDB entries on the port (what `max-macs` limits).
+    pub learned_macs: usize,
     /// Tunnel settings and per-VTEP counters (tunnel ports only).
     pub tunnel: Option<crate::port::TunnelInfo>,
 }
@@ -248,6 +253,8 @@ struct PortCtl {
     port: Arc<dyn Port>,
     vlan: VlanMode,
     capture: Option<Arc<CaptureSink>>,
+    /// Port security (None when the policy is the permissive default).
+    security: Option<Arc<PortSecurity>>,
 }
 
 struct Ctl {
@@ -383,6 +390,7 @@ impl Switch {
                         no: *no,
                         vlan: p.vlan.clone(),
                         is_tunnel: p.port.kind() == PortKind::Vxlan,
+                        security: p.security.clone(),
                     });
                     ports[*no as usize] = Some(PortEntry {
                         no: *no,
@@ -537,8 +545,27 @@ impl Switch {
                 port,
                 vlan,
                 capture: None,
+                security: None,
             },
         );
+        self.publish(&mut ctl);
+        Ok(())
+    }
+
+    /// Sets a port's security policy (anti-spoofing lists, `max-macs`,
+    /// `storm-pps`); the default policy removes every restriction. The
+    /// port's learned FDB entries are flushed so that the new lists and
+    /// limit apply to every MAC from now on, and the caches are flushed by
+    /// the new generation.
+    pub fn set_port_security(&self, name: &str, security: PortSecurity) -> Result<(), SwitchError> {
+        let mut ctl = self.ctl.lock();
+        let no = Self::port_no(&ctl, name)?;
+        let bridge = ctl.ports[&no].bridge.clone();
+        ctl.ports.get_mut(&no).expect("found above").security =
+            security.is_active().then(|| Arc::new(security));
+        if let Ok(b) = Self::bridge(&ctl, &bridge) {
+            b.fdb.flush_port(no);
+        }
         self.publish(&mut ctl);
         Ok(())
     }
@@ -1038,6 +1065,10 @@ impl Switch {
         ctl.ports
             .iter()
             .map(|(no, p)| PortInfo {
+                security: p.security.as_deref().cloned().unwrap_or_default(),
+                learned_macs: Self::bridge(&ctl, &p.bridge)
+                    .map(|b| b.fdb.port_count(*no))
+                    .unwrap_or(0),
                 no: *no,
                 name: p.name.clone(),
                 bridge: p.bridge.clone(),
