@@ -197,6 +197,85 @@ fn two_vswitch_hosts_ping_and_move_checked_tcp() {
         show.contains("remote VTEPs") && show.contains(&ip_b),
         "{show}"
     );
+
+    // trace shows the tunnel actions NORMAL chose for B's container.
+    let (mac_a, mac_b) = (mac_of(&ca), mac_of(&cb));
+    let trace = a.ctl_ok(&[
+        "trace",
+        "br0",
+        &format!(
+            "in_port=c,dl_src={mac_a},dl_dst={mac_b},ip,nw_src=192.168.61.1,nw_dst=192.168.61.2"
+        ),
+    ]);
+    assert!(
+        trace.contains(&format!("set_tunnel_dst:{ip_b}")) && trace.contains("vx0"),
+        "{trace}"
+    );
+
+    // A static entry behind a remote VTEP: frames to that MAC go to B only.
+    a.ctl_ok(&[
+        "fdb-add",
+        "br0",
+        "02:00:00:00:77:01",
+        "vx0",
+        &format!("remote={ip_b}"),
+    ]);
+    let fdb = a.ctl_ok(&["fdb-show", "br0"]);
+    let line = fdb
+        .lines()
+        .find(|l| l.contains("02:00:00:00:77:01"))
+        .unwrap_or_else(|| panic!("static entry missing: {fdb}"));
+    assert!(line.contains("static") && line.contains(&ip_b), "{line}");
+    let trace = a.ctl_ok(&[
+        "trace",
+        "br0",
+        &format!("in_port=c,dl_src={mac_a},dl_dst=02:00:00:00:77:01"),
+    ]);
+    assert!(trace.contains(&format!("set_tunnel_dst:{ip_b}")), "{trace}");
+}
+
+fn mac_of(ns: &Netns) -> String {
+    ns.exec_ok("cat", &["/sys/class/net/eth0/address"])
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn per_flow_vni_with_set_tunnel_and_tun_id_reaches_a_kernel_vni() {
+    if !ready("per_flow_vni_with_set_tunnel_and_tun_id_reaches_a_kernel_vni") {
+        return;
+    }
+    let (mut hosts, _hub) = underlay(2, 6);
+    let (ca, cb) = (container(), container());
+    let (ip_a, ip_b) = (hosts[0].ip.clone(), hosts[1].ip.clone());
+    // The port takes any VNI; flows choose 100 out and accept 100 in.
+    vswitch_host(&mut hosts[0], &ca, "192.168.66.1", &[&ip_b], &["vni=flow"]);
+    kernel_host(&hosts[1], &cb, "192.168.66.2", &ip_a, "100", "4789");
+    let a = hosts[0].inst.as_ref().unwrap();
+    a.ctl_ok(&[
+        "add-flow",
+        "br0",
+        "priority=10,in_port=c,actions=set_tunnel:100,output:vx0",
+    ]);
+    a.ctl_ok(&[
+        "add-flow",
+        "br0",
+        "priority=10,in_port=vx0,tun_id=100,actions=output:c",
+    ]);
+    a.ctl_ok(&["add-flow", "br0", "priority=5,in_port=vx0,actions=drop"]);
+    assert!(ping(&ca, "192.168.66.2", 3), "VNI 100 both ways via flows");
+    let dump = a.ctl_ok(&["dump-flows", "br0"]);
+    let line = dump
+        .lines()
+        .find(|l| l.contains("tun_id="))
+        .unwrap_or_else(|| panic!("{dump}"));
+    let hits: u64 = line
+        .split("n_packets=")
+        .nth(1)
+        .and_then(|v| v.split(',').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(hits >= 3, "replies matched tun_id=100: {line}");
 }
 
 /// hostB is a Linux kernel VXLAN device bridged to its container.
