@@ -49,6 +49,49 @@ pub enum DownReason {
     IoError,
 }
 
+/// A link state kept for the hot path: PMDs ask a port's `link()` on every
+/// poll and flush, so ports whose state costs system calls to read keep
+/// it here, refreshed by `health_check` (about once a second) and by their
+/// own I/O errors.
+#[derive(Debug)]
+pub struct LinkCache(std::sync::atomic::AtomicU8);
+
+impl LinkCache {
+    /// A cache holding `state`.
+    pub fn new(state: LinkState) -> Self {
+        LinkCache(std::sync::atomic::AtomicU8::new(Self::encode(state)))
+    }
+
+    /// The cached state.
+    #[inline]
+    pub fn get(&self) -> LinkState {
+        match self.0.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => LinkState::Up,
+            1 => LinkState::Down(DownReason::Admin),
+            2 => LinkState::Down(DownReason::DeviceGone),
+            3 => LinkState::Down(DownReason::NoCarrier),
+            _ => LinkState::Down(DownReason::IoError),
+        }
+    }
+
+    /// Stores `state` and returns it.
+    pub fn set(&self, state: LinkState) -> LinkState {
+        self.0
+            .store(Self::encode(state), std::sync::atomic::Ordering::Relaxed);
+        state
+    }
+
+    fn encode(state: LinkState) -> u8 {
+        match state {
+            LinkState::Up => 0,
+            LinkState::Down(DownReason::Admin) => 1,
+            LinkState::Down(DownReason::DeviceGone) => 2,
+            LinkState::Down(DownReason::NoCarrier) => 3,
+            LinkState::Down(DownReason::IoError) => 4,
+        }
+    }
+}
+
 /// Offloads an egress port can take as they are, so the switch knows
 /// whether it must segment or checksum in software before transmit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -152,7 +195,9 @@ pub trait Port: Send + Sync {
     /// PMD threads that sleep when idle. None: the port must be polled.
     fn rx_fd(&self, rxq: usize) -> Option<RawFd>;
 
-    /// Current link state.
+    /// Current link state, as cheap as an atomic load: PMDs ask on every
+    /// poll. Ports whose state takes system calls to read return what
+    /// [`Port::health_check`] last found (plus their own I/O errors).
     fn link(&self) -> LinkState;
 
     /// A slower check of the underlying device (e.g. whether a container

@@ -502,11 +502,21 @@ pub fn check_device_disappearing(t: &Topology, p1: Arc<dyn Port>, p2: Arc<dyn Po
     use datapath::port::{DownReason, LinkState};
     assert_eq!(p1.link(), LinkState::Up);
     ip(&["link", "set", t.port1(), "down"]);
+    // link() is the cached state the PMDs read; health_check refreshes it
+    // (the switch runs it about once a second).
+    assert_eq!(p1.health_check(), LinkState::Down(DownReason::Admin));
     assert_eq!(p1.link(), LinkState::Down(DownReason::Admin));
     ip(&["link", "set", t.port1(), "up"]);
+    // Carrier may take a moment to come back on the veth.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while p1.health_check() != LinkState::Up && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(p1.link(), LinkState::Up);
     let fwd = Forwarder::start(p1.clone(), p2.clone(), Duration::from_secs(60));
     assert!(ping(&t.ns1, IP2, None), "forwarding after admin down/up");
     ip(&["link", "del", t.port1()]);
+    assert_eq!(p1.health_check(), LinkState::Down(DownReason::DeviceGone));
     assert_eq!(p1.link(), LinkState::Down(DownReason::DeviceGone));
     let deadline = Instant::now() + Duration::from_secs(10);
     while !fwd.stats.device_gone.load(Ordering::Relaxed) && Instant::now() < deadline {

@@ -16,7 +16,8 @@ mod frame;
 pub use frame::{parse_vnet, write_vnet, VNET_HDR_LEN};
 
 use super::{
-    DownReason, LinkState, OffloadCaps, Port, PortCounters, PortError, PortKind, PortStats,
+    DownReason, LinkCache, LinkState, OffloadCaps, Port, PortCounters, PortError, PortKind,
+    PortStats,
 };
 use crate::packet::{Batch, PacketPool};
 use crate::sys::ethtool::NetdevIoctl;
@@ -205,6 +206,8 @@ pub struct AfPacketPort {
     mtu: u32,
     netdev: NetdevIoctl,
     gone: AtomicBool,
+    /// Link state for the hot path, refreshed by `health_check`.
+    link_cache: LinkCache,
     counters: PortCounters,
 }
 
@@ -348,7 +351,7 @@ impl AfPacketPort {
         setsockopt(raw, libc::PACKET_ADD_MEMBERSHIP, &mreq)
             .map_err(sock_err("PACKET_MR_PROMISC"))?;
         tracing::info!(port, dev, "AF_PACKET port attached (TPACKET_V3, vnet_hdr)");
-        Ok(AfPacketPort {
+        let port = AfPacketPort {
             rx: Mutex::new(RxCursor {
                 block: 0,
                 left: 0,
@@ -366,8 +369,11 @@ impl AfPacketPort {
             mtu,
             netdev,
             gone: AtomicBool::new(false),
+            link_cache: LinkCache::new(LinkState::Up),
             counters: PortCounters::default(),
-        })
+        };
+        port.link_cache.set(port.probe_link());
+        Ok(port)
     }
 
     fn block(&self, i: u32) -> *mut u8 {
@@ -407,6 +413,19 @@ impl AfPacketPort {
             )
         };
         (rc == 0 && v != 0).then_some(v)
+    }
+
+    /// The device's state as the kernel reports it (two ioctls).
+    fn probe_link(&self) -> LinkState {
+        if self.gone.load(Ordering::Relaxed) || !self.device_present() {
+            return LinkState::Down(DownReason::DeviceGone);
+        }
+        match self.netdev.flags(&self.dev) {
+            Ok(f) if f & libc::IFF_UP as u32 == 0 => LinkState::Down(DownReason::Admin),
+            Ok(f) if f & libc::IFF_RUNNING as u32 == 0 => LinkState::Down(DownReason::NoCarrier),
+            Ok(_) => LinkState::Up,
+            Err(_) => LinkState::Down(DownReason::DeviceGone),
+        }
     }
 
     fn device_present(&self) -> bool {
@@ -627,15 +646,10 @@ impl Port for AfPacketPort {
     }
 
     fn link(&self) -> LinkState {
-        if self.gone.load(Ordering::Relaxed) || !self.device_present() {
+        if self.gone.load(Ordering::Relaxed) {
             return LinkState::Down(DownReason::DeviceGone);
         }
-        match self.netdev.flags(&self.dev) {
-            Ok(f) if f & libc::IFF_UP as u32 == 0 => LinkState::Down(DownReason::Admin),
-            Ok(f) if f & libc::IFF_RUNNING as u32 == 0 => LinkState::Down(DownReason::NoCarrier),
-            Ok(_) => LinkState::Up,
-            Err(_) => LinkState::Down(DownReason::DeviceGone),
-        }
+        self.link_cache.get()
     }
 
     fn health_check(&self) -> LinkState {
@@ -644,7 +658,7 @@ impl Port for AfPacketPort {
         if !self.gone.load(Ordering::Relaxed) && !self.device_present() {
             self.gone.store(true, Ordering::Relaxed);
         }
-        self.link()
+        self.link_cache.set(self.probe_link())
     }
 
     fn mac(&self) -> [u8; 6] {

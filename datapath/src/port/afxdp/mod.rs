@@ -23,7 +23,7 @@ mod xsk;
 pub use offload::{OffloadChange, PeerOffloads};
 pub use xsk::{BindMode, FRAME_SIZE, NUM_FRAMES};
 
-use super::{DownReason, OffloadCaps};
+use super::{DownReason, LinkCache, OffloadCaps};
 use super::{LinkState, Port, PortCounters, PortError, PortKind, PortStats};
 use crate::packet::{Batch, PacketPool};
 use crate::sys::bpf::{BpfError, XdpLink, XdpMode, XdpProgram, XskMap};
@@ -242,6 +242,8 @@ pub struct AfXdpPort {
     mtu: u32,
     netdev: NetdevIoctl,
     gone: AtomicBool,
+    /// Link state for the hot path, refreshed by `health_check`.
+    link_cache: LinkCache,
     csum_fixed: AtomicU64,
     counters: PortCounters,
 }
@@ -347,7 +349,7 @@ impl AfXdpPort {
             multi_buffer,
             "AF_XDP port attached"
         );
-        Ok(AfXdpPort {
+        let port = AfXdpPort {
             link,
             _prog: prog,
             _map: map,
@@ -360,9 +362,12 @@ impl AfXdpPort {
             mtu,
             netdev,
             gone: AtomicBool::new(false),
+            link_cache: LinkCache::new(LinkState::Up),
             csum_fixed: AtomicU64::new(0),
             counters: PortCounters::default(),
-        })
+        };
+        port.link_cache.set(port.probe_link());
+        Ok(port)
     }
 
     /// The mode the program was attached in.
@@ -391,6 +396,19 @@ impl AfXdpPort {
     }
 
     /// True when the device still exists under its name and ifindex.
+    /// The device's state as the kernel reports it (two ioctls).
+    fn probe_link(&self) -> LinkState {
+        if self.gone.load(Ordering::Relaxed) || !self.device_present() {
+            return LinkState::Down(DownReason::DeviceGone);
+        }
+        match self.netdev.flags(&self.dev) {
+            Ok(f) if f & libc::IFF_UP as u32 == 0 => LinkState::Down(DownReason::Admin),
+            Ok(f) if f & libc::IFF_RUNNING as u32 == 0 => LinkState::Down(DownReason::NoCarrier),
+            Ok(_) => LinkState::Up,
+            Err(_) => LinkState::Down(DownReason::DeviceGone),
+        }
+    }
+
     fn device_present(&self) -> bool {
         self.netdev.index_of(&self.dev).ok() == Some(self.ifindex)
     }
@@ -480,15 +498,10 @@ impl Port for AfXdpPort {
     }
 
     fn link(&self) -> LinkState {
-        if self.gone.load(Ordering::Relaxed) || !self.device_present() {
+        if self.gone.load(Ordering::Relaxed) {
             return LinkState::Down(DownReason::DeviceGone);
         }
-        match self.netdev.flags(&self.dev) {
-            Ok(f) if f & libc::IFF_UP as u32 == 0 => LinkState::Down(DownReason::Admin),
-            Ok(f) if f & libc::IFF_RUNNING as u32 == 0 => LinkState::Down(DownReason::NoCarrier),
-            Ok(_) => LinkState::Up,
-            Err(_) => LinkState::Down(DownReason::DeviceGone),
-        }
+        self.link_cache.get()
     }
 
     fn health_check(&self) -> LinkState {
@@ -497,7 +510,7 @@ impl Port for AfXdpPort {
         if !self.gone.load(Ordering::Relaxed) && !self.device_present() {
             self.gone.store(true, Ordering::Relaxed);
         }
-        self.link()
+        self.link_cache.set(self.probe_link())
     }
 
     fn mac(&self) -> [u8; 6] {
