@@ -206,6 +206,45 @@ impl DesiredState {
     pub fn spec(&self, name: &str) -> Option<&PortSpec> {
         self.find_port(name).map(|(_, p)| &p.spec)
     }
+
+    /// Checks what the types alone cannot: names valid and unique, port
+    /// numbers unique and in the OpenFlow range, port specs valid (the
+    /// same checks `add-port` makes). A file failing this was not written
+    /// by vswitch-controld and is treated as corrupt.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut bridges = std::collections::BTreeSet::new();
+        let mut ports = std::collections::BTreeSet::new();
+        let mut numbers = std::collections::BTreeSet::new();
+        for b in &self.bridges {
+            crate::portspec::check_name("bridge", &b.name).map_err(|e| e.to_string())?;
+            if !bridges.insert(b.name.as_str()) {
+                return Err(format!("bridge \"{}\" is listed twice", b.name));
+            }
+            for p in &b.ports {
+                let name = &p.spec.name;
+                if !ports.insert(name.as_str()) {
+                    return Err(format!("port \"{name}\" is listed twice"));
+                }
+                if p.ofport == 0 || p.ofport > crate::flowsyntax::OFPP_MAX {
+                    return Err(format!(
+                        "port \"{name}\": number {} is outside 1..={}",
+                        p.ofport,
+                        crate::flowsyntax::OFPP_MAX
+                    ));
+                }
+                if !numbers.insert(p.ofport) {
+                    return Err(format!(
+                        "port \"{name}\": number {} is used twice",
+                        p.ofport
+                    ));
+                }
+                let mut opts = p.spec.options.clone();
+                opts.insert("type".into(), p.spec.r#type.clone());
+                crate::portspec::validate(name, &opts).map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// What [`StateStore::load`] found.
@@ -366,7 +405,7 @@ impl StateStore {
 /// output is never larger than a constant times the input.
 pub fn parse_state(bytes: &[u8]) -> Result<DesiredState, String> {
     match serde_json::from_slice::<DesiredState>(bytes) {
-        Ok(s) if s.format == STATE_FORMAT => Ok(s),
+        Ok(s) if s.format == STATE_FORMAT => s.validate().map(|()| s),
         Ok(s) => Err(format!(
             "format version {} is not the supported {STATE_FORMAT}",
             s.format
