@@ -401,7 +401,7 @@ fn raw_calls_as_reader() {
     );
     // A request above the readers' cap (far below the root cap) is
     // refused as too large and the connection closed.
-    assert!(MAX_READER_REQUEST_BYTES * 4 < MAX_MESSAGE_BYTES);
+    const { assert!(MAX_READER_REQUEST_BYTES * 4 < MAX_MESSAGE_BYTES) };
     let big = format!(
         "{{\"call\":\"show\",\"pad\":\"{}\"}}",
         "x".repeat(MAX_READER_REQUEST_BYTES * 2)
