@@ -17,7 +17,8 @@
 //! [`HELLO_TIMEOUT`]; requests from a uid other than 0 (reads, which are
 //! small) are capped at [`MAX_READER_REQUEST_BYTES`] and their idle
 //! connections closed after [`READER_IDLE_TIMEOUT`], so the
-//! [`MAX_CONNECTIONS`] slots cannot be held by a group member for ever.
+//! [`MAX_CONNECTIONS`] slots cannot be held by a group member for ever;
+//! [`ROOT_RESERVED_CONNECTIONS`] of them are kept for uid 0 anyway.
 
 use crate::api::{
     ApiError, ErrorKind, Hello, HelloReply, Reply, Request, Response, API_VERSION,
@@ -38,6 +39,10 @@ pub const MAX_SOCKET_PATH: usize = 107;
 /// Connections a server serves at once; more are answered with an error
 /// and closed, so a misbehaving client cannot exhaust threads.
 pub const MAX_CONNECTIONS: usize = 64;
+
+/// Of [`MAX_CONNECTIONS`], slots only uid 0 may take: readers filling the
+/// others cannot lock root (and vswitch-controld) out.
+pub const ROOT_RESERVED_CONNECTIONS: usize = 8;
 
 /// Group allowed to read through the sockets.
 pub const SOCKET_GROUP: &str = "vswitch";
@@ -458,12 +463,13 @@ impl ServerSocket {
             match self.listener.accept() {
                 Ok((stream, _)) => {
                     let _ = stream.set_nonblocking(false);
-                    if active.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
+                    let uid = peer_of(&stream).map(|p| p.uid);
+                    if !admit(active.load(Ordering::Relaxed), uid) {
                         let mut s = stream;
                         let _ = write_json(
                             &mut s,
                             &Response::Error(ApiError::failed(format!(
-                                "too many connections (limit {MAX_CONNECTIONS})"
+                                "too many connections (limit {MAX_CONNECTIONS}, {ROOT_RESERVED_CONNECTIONS} of them kept for root)"
                             ))),
                         );
                         continue;
@@ -539,6 +545,17 @@ fn peer_of(stream: &UnixStream) -> Option<Peer> {
         gid: cred.gid(),
         pid: cred.pid(),
     })
+}
+
+/// Whether a new connection of `uid` (None: unknown) may be served while
+/// `active` others are.
+pub fn admit(active: usize, uid: Option<u32>) -> bool {
+    let limit = if uid == Some(0) {
+        MAX_CONNECTIONS
+    } else {
+        MAX_CONNECTIONS - ROOT_RESERVED_CONNECTIONS
+    };
+    active < limit
 }
 
 /// Only uid 0 may make mutating calls; everybody who can open the socket
@@ -1153,6 +1170,17 @@ pub(crate) mod tests {
             let root = Peer { uid: 0, ..reader };
             assert!(authorize(r, &root).is_ok());
         }
+    }
+
+    #[test]
+    fn readers_cannot_take_the_slots_kept_for_root() {
+        let readers_max = MAX_CONNECTIONS - ROOT_RESERVED_CONNECTIONS;
+        assert!(admit(readers_max - 1, Some(1000)));
+        assert!(!admit(readers_max, Some(1000)));
+        assert!(!admit(readers_max, None));
+        assert!(admit(readers_max, Some(0)));
+        assert!(admit(MAX_CONNECTIONS - 1, Some(0)));
+        assert!(!admit(MAX_CONNECTIONS, Some(0)));
     }
 
     #[test]
