@@ -139,10 +139,17 @@ impl RunDir {
     /// Creates the directory (mode 0755) and checks that only its owner
     /// (us or root) can write in it.
     pub fn create(&self) -> Result<(), DaemonError> {
-        std::fs::create_dir_all(&self.dir).map_err(|source| DaemonError::RunDir {
-            path: self.dir.clone(),
-            source,
-        })?;
+        use std::os::unix::fs::DirBuilderExt;
+        // An explicit mode: under umask 0 a plain create would make it
+        // world-writable, which the check below refuses.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(&self.dir)
+            .map_err(|source| DaemonError::RunDir {
+                path: self.dir.clone(),
+                source,
+            })?;
         check_private_dir(&self.dir)
     }
 
@@ -200,8 +207,11 @@ pub fn process_alive(pid: i32) -> bool {
     if pid <= 0 {
         return false;
     }
-    if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err() {
-        return false;
+    // EPERM: the process exists but belongs to another user (a reader
+    // asking about root's daemons).
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+        Ok(()) | Err(nix::errno::Errno::EPERM) => {}
+        Err(_) => return false,
     }
     // A zombie still answers kill(0); its state letter says it is dead.
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -451,6 +461,15 @@ mod tests {
         drop(p);
         assert!(!run.pid_file("t").exists());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn process_of_another_user_is_alive() {
+        // pid 1 belongs to root: kill(1, 0) fails with EPERM for anyone
+        // else, and the process is alive all the same.
+        assert!(process_alive(1));
+        assert!(!process_alive(0));
+        assert!(!process_alive(i32::MAX));
     }
 
     #[test]

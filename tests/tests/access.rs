@@ -182,6 +182,16 @@ fn group_member_reads_only_outsider_is_refused_root_does_everything() {
         let o = member.ctl(&inst, args);
         assert!(o.status.success(), "member {args:?}: {}", text(&o));
     }
+    // trace is a read: it must not teach the FDB the traced source MAC.
+    let trace = format!("in_port={port},dl_src=02:5e:ed:00:00:77,dl_dst=ff:ff:ff:ff:ff:ff");
+    let o = member.ctl(&inst, &["trace", "br0", &trace]);
+    assert!(o.status.success(), "member trace: {}", text(&o));
+    assert!(
+        !inst
+            .ctl_ok(&["fdb-show", "br0"])
+            .contains("02:5e:ed:00:00:77"),
+        "a reader's trace changed the FDB"
+    );
     let o = member.ctl(&inst, &["dump-flows", "br0"]);
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("10.98.0.9"),
