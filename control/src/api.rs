@@ -601,6 +601,24 @@ pub struct PortInfo {
     pub mtu: u32,
     /// Options as given to `add-port` (without `type`).
     pub options: BTreeMap<String, String>,
+    /// Per remote VTEP counters (tunnel ports).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vteps: Vec<VtepRow>,
+}
+
+/// Counters of one remote VTEP of a tunnel port.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VtepRow {
+    /// Remote VTEP address.
+    pub remote: String,
+    /// Inner frames received from it.
+    pub rx_packets: u64,
+    /// Inner bytes received from it.
+    pub rx_bytes: u64,
+    /// Inner frames sent to it.
+    pub tx_packets: u64,
+    /// Inner bytes sent to it.
+    pub tx_bytes: u64,
 }
 
 /// A PMD thread in `show` and `stats pmd`.
@@ -717,6 +735,14 @@ pub struct PortStatsRow {
     pub tx_dropped: u64,
     /// Transmit errors.
     pub tx_errors: u64,
+    /// Per remote VTEP counters (tunnel ports).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vteps: Vec<VtepRow>,
+    /// Tunnel refusals by reason (tunnel ports): `truncated`, `bad_flags`,
+    /// `unknown_vni`, `unknown_vtep`, `mtu`, `malformed`, `send_failed`,
+    /// `no_buffer`, and `gro_merged` (segments merged on receive).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tunnel: BTreeMap<String, u64>,
 }
 
 /// `stats ports`.

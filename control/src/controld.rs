@@ -653,6 +653,7 @@ impl Controld {
                         mac: String::new(),
                         mtu: 0,
                         options: p.spec.options.clone(),
+                        vteps: Vec::new(),
                     });
                 }
             }

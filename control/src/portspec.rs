@@ -284,7 +284,10 @@ fn check_value(port: &str, key: &str, value: &str) -> Result<(), PortSpecError> 
             value.parse::<Ipv4Addr>().is_ok(),
             "expected an IPv4 address",
         ),
-        "vni" => (in_range(0, (1 << 24) - 1), "expected 0..=16777215"),
+        "vni" => (
+            value == "flow" || in_range(0, (1 << 24) - 1),
+            "expected 0..=16777215 or flow",
+        ),
         "dstport" => (in_range(1, 65535), "expected 1..=65535"),
         _ => (true, ""),
     };

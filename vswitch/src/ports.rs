@@ -7,8 +7,8 @@
 //! an operator's `del-port`/`del-br` destroys the device.
 //!
 //! AF_XDP and AF_PACKET ports attach to an existing netdev and release it
-//! when dropped. Backends that are not part of this build (VXLAN at the
-//! time of writing) are refused with a clear error, never emulated.
+//! when dropped; VXLAN ports own their UDP sockets and close them when
+//! dropped. A type without a backend is refused with a clear error.
 
 use control::api::{parse_mac, PortSpec};
 use control::portspec::{parse_cidr4, parse_cidr6};
@@ -17,6 +17,7 @@ use datapath::port::afxdp::AfXdpError;
 use datapath::port::Port;
 use datapath::port::{AfPacketConfig, AfPacketPort, AfXdpConfig, AfXdpPort};
 use datapath::port::{TapConfig, TapError, TapPort};
+use datapath::port::{VxlanConfig, VxlanPort, VxlanPortError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -40,6 +41,9 @@ pub enum PortOpenError {
     /// The AF_PACKET backend refused.
     #[error(transparent)]
     AfPacket(#[from] AfPacketError),
+    /// The VXLAN backend refused.
+    #[error(transparent)]
+    Vxlan(#[from] VxlanPortError),
 }
 
 enum Backend {
@@ -127,6 +131,14 @@ pub fn open_port(spec: &PortSpec) -> Result<OpenedPort, PortOpenError> {
                 backend: Backend::Plain,
             })
         }
+        "vxlan" => {
+            let cfg = VxlanConfig::from_options(&spec.name, backend_options(spec))?;
+            let port: Arc<dyn Port> = Arc::new(VxlanPort::open(&cfg)?);
+            Ok(OpenedPort {
+                port,
+                backend: Backend::Plain,
+            })
+        }
         other => Err(PortOpenError::Unavailable {
             port: spec.name.clone(),
             kind: other.to_owned(),
@@ -206,13 +218,20 @@ mod tests {
     }
 
     #[test]
-    fn unbuilt_types_are_refused_by_name() {
+    fn unknown_types_and_bad_vxlan_options_are_refused_by_name() {
         let spec = PortSpec {
             name: "x".into(),
-            r#type: "vxlan".into(),
+            r#type: "gre".into(),
             options: BTreeMap::new(),
         };
         let e = open_port(&spec).err().unwrap();
-        assert!(e.to_string().contains("vxlan"));
+        assert!(e.to_string().contains("gre"));
+        let spec = PortSpec {
+            name: "vx0".into(),
+            r#type: "vxlan".into(),
+            options: BTreeMap::from([("vni".to_owned(), "7".to_owned())]),
+        };
+        let e = open_port(&spec).err().unwrap().to_string();
+        assert!(e.contains("vx0") && e.contains("remote"), "{e}");
     }
 }

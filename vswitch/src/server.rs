@@ -12,12 +12,12 @@ use control::api::{
     DropsReply, ErrorKind, ExpiredReply, FdbReply, FdbRow, FlowsReply, GroupsReply, HelloReply,
     Inventory, PmdInfo, PmdStatsReply, PmdStatsRow, PmdsReply, PortInfo, PortSpec, PortStatsReply,
     PortStatsRow, Reply, Request, ShowReply, StaticFdbEntry, StatsKind, StatusReply, TraceReply,
-    WireGroup, WireRule, WireVlan, API_VERSION,
+    VtepRow, WireGroup, WireRule, WireVlan, API_VERSION,
 };
 use control::ipc::{Handler, Peer};
 use control::render::{self, PortMap};
 use datapath::pipeline::{Group, Match, Rule, VlanMode};
-use datapath::port::{DownReason, LinkState};
+use datapath::port::{DownReason, LinkState, TunnelInfo};
 use datapath::switch::{FlowFilter, Switch, SwitchError};
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
@@ -223,6 +223,7 @@ impl Datapath {
                             .get(&p.name)
                             .map(|s| s.spec.options.clone())
                             .unwrap_or_default(),
+                        vteps: vtep_rows(p.tunnel.as_ref()),
                     })
                     .collect();
                 ports.sort_by_key(|p| p.ofport);
@@ -269,6 +270,8 @@ impl Datapath {
                         tx_bytes: p.stats.tx_bytes,
                         tx_dropped: p.stats.tx_dropped,
                         tx_errors: p.stats.tx_errors,
+                        vteps: vtep_rows(p.tunnel.as_ref()),
+                        tunnel: tunnel_counters(p.tunnel.as_ref()),
                     })
                     .collect(),
             }),
@@ -674,6 +677,45 @@ impl Handler for Datapath {
             )),
         }
     }
+}
+
+/// Per-VTEP rows of a tunnel port for `show` and `stats ports`.
+fn vtep_rows(t: Option<&TunnelInfo>) -> Vec<VtepRow> {
+    t.map(|t| {
+        t.vteps
+            .iter()
+            .map(|v| VtepRow {
+                remote: v.remote.to_string(),
+                rx_packets: v.rx_packets,
+                rx_bytes: v.rx_bytes,
+                tx_packets: v.tx_packets,
+                tx_bytes: v.tx_bytes,
+            })
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// Tunnel refusal counters by name (see [`control::api::PortStatsRow`]).
+fn tunnel_counters(t: Option<&TunnelInfo>) -> BTreeMap<String, u64> {
+    let Some(t) = t else {
+        return BTreeMap::new();
+    };
+    let d = &t.drops;
+    [
+        ("truncated", d.truncated),
+        ("bad_flags", d.bad_flags),
+        ("unknown_vni", d.unknown_vni),
+        ("unknown_vtep", d.unknown_vtep),
+        ("mtu", d.mtu),
+        ("malformed", d.malformed),
+        ("send_failed", d.send_failed),
+        ("no_buffer", d.no_buffer),
+        ("gro_merged", t.gro_merged),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
 }
 
 #[cfg(test)]

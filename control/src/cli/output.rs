@@ -57,6 +57,41 @@ pub fn print_change(fmt: Format, reply: &Reply) {
     }
 }
 
+/// Per-VTEP counters of one tunnel port, indented under it.
+fn vtep_table(vteps: &[crate::api::VtepRow]) -> String {
+    let rows: Vec<Vec<String>> = vteps
+        .iter()
+        .map(|v| {
+            vec![
+                format!("    {}", v.remote),
+                v.rx_packets.to_string(),
+                v.rx_bytes.to_string(),
+                v.tx_packets.to_string(),
+                v.tx_bytes.to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &["    REMOTE", "RX_PKTS", "RX_BYTES", "TX_PKTS", "TX_BYTES"],
+        &rows,
+    )
+}
+
+/// The tunnel part of `stats ports`: VTEPs and refusals per tunnel port.
+fn tunnel_stats(rows: &[crate::api::PortStatsRow]) -> String {
+    let mut out = String::new();
+    for r in rows
+        .iter()
+        .filter(|r| !r.vteps.is_empty() || !r.tunnel.is_empty())
+    {
+        out.push_str(&format!("\ntunnel {}\n", r.port));
+        out.push_str(&vtep_table(&r.vteps));
+        let counters: Vec<String> = r.tunnel.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        out.push_str(&format!("  {}\n", counters.join(" ")));
+    }
+    out
+}
+
 /// Text form of a read answer.
 pub fn render_read(reply: &Reply, no_stats: bool) -> String {
     match reply {
@@ -91,6 +126,10 @@ pub fn render_read(reply: &Reply, no_stats: bool) -> String {
                     &["  PORT", "OFPORT", "TYPE", "STATE", "MAC", "MTU", "OPTIONS"],
                     &rows,
                 ));
+                for p in b.ports.iter().filter(|p| !p.vteps.is_empty()) {
+                    out.push_str(&format!("  {} remote VTEPs\n", p.name));
+                    out.push_str(&vtep_table(&p.vteps));
+                }
             }
             let rows: Vec<Vec<String>> = s
                 .pmds
@@ -145,29 +184,31 @@ pub fn render_read(reply: &Reply, no_stats: bool) -> String {
                 })
                 .collect::<Vec<_>>(),
         ),
-        Reply::PortStats(p) => table(
-            &[
-                "PORT", "BRIDGE", "RX_PKTS", "RX_BYTES", "RX_DROP", "RX_ERR", "TX_PKTS",
-                "TX_BYTES", "TX_DROP", "TX_ERR",
-            ],
-            &p.ports
-                .iter()
-                .map(|r| {
-                    vec![
-                        r.port.clone(),
-                        r.bridge.clone(),
-                        r.rx_packets.to_string(),
-                        r.rx_bytes.to_string(),
-                        r.rx_dropped.to_string(),
-                        r.rx_errors.to_string(),
-                        r.tx_packets.to_string(),
-                        r.tx_bytes.to_string(),
-                        r.tx_dropped.to_string(),
-                        r.tx_errors.to_string(),
-                    ]
-                })
-                .collect::<Vec<_>>(),
-        ),
+        Reply::PortStats(p) => {
+            table(
+                &[
+                    "PORT", "BRIDGE", "RX_PKTS", "RX_BYTES", "RX_DROP", "RX_ERR", "TX_PKTS",
+                    "TX_BYTES", "TX_DROP", "TX_ERR",
+                ],
+                &p.ports
+                    .iter()
+                    .map(|r| {
+                        vec![
+                            r.port.clone(),
+                            r.bridge.clone(),
+                            r.rx_packets.to_string(),
+                            r.rx_bytes.to_string(),
+                            r.rx_dropped.to_string(),
+                            r.rx_errors.to_string(),
+                            r.tx_packets.to_string(),
+                            r.tx_bytes.to_string(),
+                            r.tx_dropped.to_string(),
+                            r.tx_errors.to_string(),
+                        ]
+                    })
+                    .collect::<Vec<_>>(),
+            ) + &tunnel_stats(&p.ports)
+        }
         Reply::PmdStats(p) => {
             let mut out = String::new();
             for row in &p.pmds {

@@ -15,12 +15,14 @@ pub mod capture;
 mod memory;
 mod stats;
 mod tap;
+pub mod vxlan;
 
 pub use afpacket::{AfPacketConfig, AfPacketPort};
 pub use afxdp::{AfXdpConfig, AfXdpPort};
 pub use memory::{MemoryPort, MemoryPortHandle};
 pub use stats::{PortCounters, PortStats};
 pub use tap::{vnet, TapConfig, TapError, TapIo, TapPort, TapStats};
+pub use vxlan::{TunnelInfo, VniMode, VxlanConfig, VxlanPort, VxlanPortError};
 
 use crate::packet::{Batch, PacketPool};
 use std::os::fd::RawFd;
@@ -173,4 +175,9 @@ pub trait Port: Send + Sync {
 
     /// Counters.
     fn stats(&self) -> PortStats;
+
+    /// Tunnel settings and per-VTEP counters, for tunnel ports.
+    fn tunnel_info(&self) -> Option<TunnelInfo> {
+        None
+    }
 }

@@ -185,6 +185,8 @@ pub struct PortInfo {
     pub stats: PortStats,
     /// Rx queues.
     pub rx_queues: usize,
+    /// Tunnel settings and per-VTEP counters (tunnel ports only).
+    pub tunnel: Option<crate::port::TunnelInfo>,
 }
 
 /// A PMD as `show` and `stats pmd` report it.
@@ -1046,6 +1048,7 @@ impl Switch {
                 vlan: p.vlan.clone(),
                 stats: p.port.stats(),
                 rx_queues: p.port.rx_queues(),
+                tunnel: p.port.tunnel_info(),
             })
             .collect()
     }

@@ -183,6 +183,11 @@ fn plan(pkt: &Packet) -> Result<Plan, GsoError> {
     })
 }
 
+/// Bytes of headers (Ethernet through L4) every segment of `pkt` repeats.
+pub fn segment_header_len(pkt: &Packet) -> Result<usize, GsoError> {
+    Ok(plan(pkt)?.hdr_end)
+}
+
 /// Number of segments [`segment`] would make of `pkt`.
 pub fn segment_count(pkt: &Packet) -> Result<usize, GsoError> {
     plan(pkt).map(|p| p.segments)

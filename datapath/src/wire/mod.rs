@@ -2,7 +2,7 @@
 //! (RFC 1071, RFC 1624) and SCTP's CRC32c (RFC 9260 Appendix A), set-field
 //! rewrites that keep checksums right,
 //! completion of partial (offloaded) checksums, and software segmentation
-//! of GSO frames.
+//! of GSO frames and their inverse (software GRO), and VXLAN framing.
 //!
 //! Everything here is sans-IO and allocation-free: functions take a frame
 //! as `&mut [u8]` (or a [`crate::packet::Packet`]) plus the header offsets
@@ -10,12 +10,15 @@
 //! header they edit.
 
 pub mod checksum;
+pub mod gro;
 mod gso;
 mod offload;
 mod rewrite;
 mod sctp;
+pub mod vxlan;
 
-pub use gso::{segment, segment_count, segment_into_batch, GsoError};
+pub use gro::{tcp_segment, Gro, TcpSegment};
+pub use gso::{segment, segment_count, segment_header_len, segment_into_batch, GsoError};
 pub use offload::{
     complete_partial_checksum, fill_ipv4_checksum, fill_l4_checksum, finish_packet_checksum,
     make_partial_checksum, ChecksumError,
