@@ -8,6 +8,7 @@
 
 pub mod forward;
 pub mod frames;
+pub mod hostile;
 pub mod lab;
 
 use std::process::{Child, Command, Output, Stdio};

@@ -282,7 +282,7 @@ impl Datapath {
                     .into_iter()
                     .map(|p| {
                         let s = &p.stats;
-                        let counters = BTreeMap::from([
+                        let mut counters = BTreeMap::from([
                             ("packets".to_owned(), s.packets),
                             ("batches".to_owned(), s.batches),
                             ("emc_hits".to_owned(), s.emc_hits),
@@ -293,6 +293,11 @@ impl Datapath {
                             ("busy_us".to_owned(), s.busy_ns / 1000),
                             ("idle_us".to_owned(), s.idle_ns / 1000),
                         ]);
+                        // Frames switched on L2 despite a bad header above it.
+                        for a in datapath::flow::Anomaly::ALL {
+                            counters
+                                .insert(format!("anomaly_{}", a.name()), s.anomalies[a.index()]);
+                        }
                         PmdStatsRow {
                             pmd: PmdInfo {
                                 index: p.index,

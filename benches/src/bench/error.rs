@@ -76,6 +76,9 @@ pub enum BenchError {
     /// The user pressed Ctrl-C (or sent SIGTERM).
     #[error("interrupted")]
     Interrupted,
+    /// A topology could not be set up (the message says what and why).
+    #[error("setup: {0}")]
+    Setup(String),
 }
 
 impl BenchError {

@@ -11,6 +11,7 @@ use anyhow::{bail, Context};
 use benches::bench::figure::{Group, SwitchKind};
 use benches::bench::measure::Options;
 use benches::bench::runner::{execute, Plan};
+use benches::bench::soak::{run_soak, SoakConfig};
 use benches::bench::topology::TopologyConfig;
 use benches::bench::{plot, sys};
 use clap::Parser;
@@ -59,9 +60,53 @@ struct Args {
     /// Rules per `add_flows` call (one new datapath generation each).
     #[arg(long, default_value_t = 100)]
     flow_batch: usize,
+    /// Measure the VXLAN overlay instead (issue 6): two simulated hosts,
+    /// kernel vxlan + bridge vs vswitch daemons, TCP and 64 B pps.
+    #[arg(long)]
+    vxlan: bool,
     /// Directory for the private OVS instance.
     #[arg(long, default_value = "/tmp")]
     work_dir: PathBuf,
+    /// Soak the real daemons instead (mixed traffic, flow churn, vswitchd
+    /// RSS sampled); reports memory growth after warm-up and drops.
+    #[arg(long)]
+    soak: bool,
+    /// Length of the soak in seconds.
+    #[arg(long, default_value_t = 600, value_name = "N")]
+    soak_secs: u64,
+    /// Directory of vswitchctl/vswitchd/vswitch-controld for --soak
+    /// (default: this binary's directory).
+    #[arg(long)]
+    daemon_dir: Option<PathBuf>,
+}
+
+/// `--soak`: runs the soak, prints its report (and JSON with --json).
+fn soak(args: &Args) -> anyhow::Result<()> {
+    let daemon_dir = match &args.daemon_dir {
+        Some(d) => d.clone(),
+        None => std::env::current_exe()
+            .context("locating vswitch-bench")?
+            .parent()
+            .context("vswitch-bench has no parent directory")?
+            .to_owned(),
+    };
+    let mut cfg = SoakConfig::new(args.soak_secs.max(1), daemon_dir);
+    cfg.load_core = args.load_core;
+    eprintln!(
+        "vswitch-bench: soak of {} s (warm-up {} s, RSS every {} s, replace-flows every {} s)",
+        cfg.secs,
+        cfg.warmup().as_secs(),
+        cfg.sample_every().as_secs(),
+        cfg.churn_every().as_secs()
+    );
+    let report = run_soak(&cfg).context("soak")?;
+    print!("{}", report.table());
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report.to_json()).context("soak JSON")?;
+        std::fs::write(path, text)
+            .with_context(|| format!("writing JSON to {}", path.display()))?;
+    }
+    Ok(())
 }
 
 fn parse_list<T>(
@@ -90,6 +135,13 @@ where
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.soak {
+        if !sys::is_root() {
+            bail!("vswitch-bench --soak needs root (it creates network namespaces and interfaces)");
+        }
+        sys::install_signal_handlers().context("installing the Ctrl-C handler")?;
+        return soak(&args);
+    }
     let switches = parse_list(&args.only, "switch", SwitchKind::parse, &SwitchKind::ALL)?;
     let groups = parse_list(&args.figures, "figure group", Group::parse, &Group::ALL)?;
     if args.runs == 0 {
@@ -105,6 +157,22 @@ fn main() -> anyhow::Result<()> {
         bail!("vswitch-bench needs root (it creates network namespaces and interfaces)");
     }
     sys::install_signal_handlers().context("installing the Ctrl-C handler")?;
+    if args.vxlan {
+        let o = benches::bench::overlay::OverlayOptions {
+            pmd_core: args.pmd_core,
+            load_core: args.load_core,
+            tcp_secs: if args.quick { 3 } else { 8 },
+            pps_window: std::time::Duration::from_secs(if args.quick { 2 } else { 4 }),
+        };
+        let runs = if args.quick { 1 } else { args.runs };
+        let mut all = Vec::new();
+        for i in 0..runs {
+            eprintln!("vswitch-bench --vxlan: run {}/{runs}", i + 1);
+            all.push(benches::bench::overlay::run(&o).context("VXLAN overlay run")?);
+        }
+        print!("{}", benches::bench::overlay::table(&all));
+        return Ok(());
+    }
     let runs_given = std::env::args().any(|a| a == "--runs" || a.starts_with("--runs="));
     let mut opts = if args.quick {
         Options::quick()

@@ -31,9 +31,10 @@ use super::{
 };
 use crate::packet::{Batch, Packet, PacketPool, TunnelMeta};
 use crate::wire::gro::{adopt_gso, adopt_partial_checksum, claimed_frame_len};
+use crate::wire::vxlan::header;
 use crate::wire::vxlan::VXLAN_HLEN;
 use crate::wire::vxlan::{decap, encap, flow_hash, VxlanError, IANA_PORT, MAX_VNI, OVERHEAD_V4};
-use crate::wire::{finish_packet_checksum, Gro};
+use crate::wire::{finish_packet_checksum, Gro, SegmentPlan};
 use parking_lot::Mutex;
 use std::io;
 use std::mem::{size_of, zeroed};
@@ -322,8 +323,8 @@ struct RxState {
     tally: Tally,
 }
 
-/// A message to send: `held[first..first + count]` as one datagram (or a
-/// UDP GSO train of `count` equal segments), to `dst` from socket `sock`.
+/// A message to send: datagrams `first..first + count` as one datagram (or
+/// a UDP GSO train of `count` equal ones), to `dst` from socket `sock`.
 #[derive(Clone, Copy)]
 struct TxEntry {
     sock: usize,
@@ -333,10 +334,28 @@ struct TxEntry {
     dst: u32,
 }
 
+/// One VXLAN datagram: `iov_count` iovecs from `iov_first`, `len` bytes.
+#[derive(Clone, Copy)]
+struct Datagram {
+    iov_first: usize,
+    iov_count: usize,
+    len: usize,
+}
+
+/// Bytes per header slot: VXLAN header + inner headers of one segment.
+const HDR_SLOT: usize = 256;
+/// Header slots per burst (32 frames of up to 64 segments).
+const HDR_SLOTS: usize = 2048;
+
 struct TxState {
+    /// Packets whose bytes the iovecs point into, freed after sending.
     held: Vec<Packet>,
     entries: Vec<TxEntry>,
     segs: Vec<Packet>,
+    /// Per-segment headers written for scatter-gather segmentation.
+    hdr_area: Box<[u8]>,
+    hdr_used: usize,
+    datagrams: Vec<Datagram>,
     iovs: Vec<libc::iovec>,
     names: Vec<libc::sockaddr_in>,
     ctrl: Vec<[u64; 4]>,
@@ -345,8 +364,9 @@ struct TxState {
 }
 
 // SAFETY: the raw pointers inside `iovs`/`hdrs` are rebuilt by every
-// `tx_burst` from buffers owned by the same state and are never read
-// after the call returns; the state moves between threads only as a whole
+// `tx_burst` from buffers owned by the same state (held packets, the
+// header area, the name/control vectors) and are never read after the
+// call returns; the state moves between threads only as a whole
 // under its mutex.
 unsafe impl Send for TxState {}
 
@@ -545,6 +565,9 @@ impl VxlanPort {
             held: Vec::with_capacity(256),
             entries: Vec::with_capacity(256),
             segs: Vec::with_capacity(64),
+            hdr_area: vec![0u8; HDR_SLOT * HDR_SLOTS].into_boxed_slice(),
+            hdr_used: 0,
+            datagrams: Vec::with_capacity(HDR_SLOTS),
             iovs: Vec::with_capacity(256),
             names: Vec::with_capacity(256),
             ctrl: Vec::with_capacity(256),
@@ -915,8 +938,24 @@ impl Port for VxlanPort {
             let vni = pkt.out_tunnel_id.unwrap_or(default_vni);
             let dst = pkt.out_tunnel_dst;
             let sock = flow_hash(pkt.data()) as usize % self.tx_socks.len();
-            let first = st.held.len();
+            let first = st.datagrams.len();
             if pkt.offload.is_gso() {
+                if let Some(plan) = plan_for_tunnel(&mut pkt, max_frame) {
+                    if st.hdr_used + plan.segments() <= HDR_SLOTS
+                        && VXLAN_HLEN + plan.header_len() <= HDR_SLOT
+                    {
+                        if !st.push_segments(&pkt, &plan, vni) {
+                            st.tally.drops.malformed += 1;
+                            pool.free(pkt);
+                            continue;
+                        }
+                        st.held.push(pkt);
+                        self.queue_messages(st, first, sock, dst);
+                        continue;
+                    }
+                }
+                // Headers too large for a slot, or no slots left: cut into
+                // copies (the same segments, one buffer each).
                 if !segment_for_tunnel(&mut pkt, pool, max_frame, &mut st.segs) {
                     st.tally.drops.malformed += 1;
                     pool.free(pkt);
@@ -924,16 +963,9 @@ impl Port for VxlanPort {
                     continue;
                 }
                 pool.free(pkt);
-                for mut s in st.segs.drain(..) {
-                    if s.len() > max_frame {
-                        st.tally.drops.mtu += 1;
-                        pool.free(s);
-                    } else if !encap(&mut s, vni) {
-                        st.tally.drops.malformed += 1;
-                        pool.free(s);
-                    } else {
-                        st.held.push(s);
-                    }
+                let segs = std::mem::take(&mut st.segs);
+                for s in segs {
+                    st.push_whole(s, vni, max_frame, pool);
                 }
             } else {
                 if pkt.offload.needs_csum() && finish_packet_checksum(&mut pkt).is_err() {
@@ -941,65 +973,16 @@ impl Port for VxlanPort {
                     pool.free(pkt);
                     continue;
                 }
-                if pkt.len() > max_frame {
-                    st.tally.drops.mtu += 1;
-                    pool.free(pkt);
-                    continue;
-                }
-                if !encap(&mut pkt, vni) {
-                    st.tally.drops.malformed += 1;
-                    pool.free(pkt);
-                    continue;
-                }
-                st.held.push(pkt);
+                st.push_whole(pkt, vni, max_frame, pool);
             }
-            // Cut the run of held datagrams into messages: equal-sized
-            // segments travel as one UDP GSO train when the kernel can.
-            let gso_ok = self.udp_gso.load(Relaxed);
-            let end = st.held.len();
-            let mut i = first;
-            while i < end {
-                let size = st.held[i].len();
-                let mut j = i + 1;
-                let mut total = size;
-                if gso_ok {
-                    while j < end
-                        && j - i < MAX_GSO_SEGMENTS
-                        && total + st.held[j].len() <= MAX_UDP_PAYLOAD
-                        && st.held[j].len() <= size
-                        && st.held[j - 1].len() == size
-                    {
-                        total += st.held[j].len();
-                        j += 1;
-                    }
-                }
-                let gso = if j - i > 1 { size as u16 } else { 0 };
-                match dst {
-                    Some(ip) => st.entries.push(TxEntry {
-                        sock,
-                        first: i,
-                        count: j - i,
-                        gso,
-                        dst: ip,
-                    }),
-                    None => {
-                        for r in &self.cfg.remotes {
-                            st.entries.push(TxEntry {
-                                sock,
-                                first: i,
-                                count: j - i,
-                                gso,
-                                dst: u32::from(*r),
-                            });
-                        }
-                    }
-                }
-                i = j;
-            }
+            self.queue_messages(st, first, sock, dst);
         }
         let sent = self.send_entries(st);
         pool.free_all(st.held.drain(..));
         st.entries.clear();
+        st.datagrams.clear();
+        st.iovs.clear();
+        st.hdr_used = 0;
         let mut tally = std::mem::take(&mut st.tally);
         self.add_tally(&mut tally, false);
         st.tally = tally;
@@ -1051,6 +1034,79 @@ impl Port for VxlanPort {
     }
 }
 
+impl TxState {
+    /// Queues a whole frame as one datagram (VXLAN header prepended).
+    fn push_whole(&mut self, mut pkt: Packet, vni: u32, max_frame: usize, pool: &mut PacketPool) {
+        if pkt.len() > max_frame {
+            self.tally.drops.mtu += 1;
+            pool.free(pkt);
+            return;
+        }
+        if !encap(&mut pkt, vni) {
+            self.tally.drops.malformed += 1;
+            pool.free(pkt);
+            return;
+        }
+        let d = pkt.data();
+        self.datagrams.push(Datagram {
+            iov_first: self.iovs.len(),
+            iov_count: 1,
+            len: d.len(),
+        });
+        self.iovs.push(libc::iovec {
+            iov_base: d.as_ptr() as *mut libc::c_void,
+            iov_len: d.len(),
+        });
+        self.held.push(pkt);
+    }
+
+    /// Queues the segments of GSO frame `pkt` as datagrams of two parts:
+    /// VXLAN + segment headers from a header slot, payload straight from
+    /// `pkt` (which the caller holds until sent).
+    fn push_segments(&mut self, pkt: &Packet, plan: &SegmentPlan, vni: u32) -> bool {
+        let frame = pkt.data();
+        let hl = VXLAN_HLEN + plan.header_len();
+        let first_dgram = self.datagrams.len();
+        let first_iov = self.iovs.len();
+        for i in 0..plan.segments() {
+            let at = (self.hdr_used + i) * HDR_SLOT;
+            let slot = &mut self.hdr_area[at..at + hl];
+            slot[..VXLAN_HLEN].copy_from_slice(&header(vni));
+            let Ok(range) = plan.write_headers(frame, i, &mut slot[VXLAN_HLEN..]) else {
+                self.datagrams.truncate(first_dgram);
+                self.iovs.truncate(first_iov);
+                return false;
+            };
+            self.datagrams.push(Datagram {
+                iov_first: self.iovs.len(),
+                iov_count: 2,
+                len: hl + range.len(),
+            });
+            self.iovs.push(libc::iovec {
+                iov_base: slot.as_mut_ptr().cast(),
+                iov_len: hl,
+            });
+            let payload = &frame[range];
+            self.iovs.push(libc::iovec {
+                iov_base: payload.as_ptr() as *mut libc::c_void,
+                iov_len: payload.len(),
+            });
+        }
+        self.hdr_used += plan.segments();
+        true
+    }
+}
+
+/// The segmentation plan of a GSO frame for the tunnel: the MSS lowered
+/// when the sender's is too large for the inner MTU.
+fn plan_for_tunnel(pkt: &mut Packet, max_frame: usize) -> Option<SegmentPlan> {
+    let hdr = crate::wire::segment_header_len(pkt).ok()?;
+    let room = max_frame.checked_sub(hdr).filter(|r| *r > 0)?;
+    let mss = usize::from(pkt.offload.gso_size).min(room).max(1);
+    pkt.offload.gso_size = mss as u16;
+    SegmentPlan::new(pkt).ok()
+}
+
 fn push_out(out: &mut Batch, p: Packet) {
     // The caller checked the room first; a full batch here is a bug, and
     // the packet's buffer is simply released.
@@ -1079,6 +1135,46 @@ fn segment_for_tunnel(
 }
 
 impl VxlanPort {
+    /// Cuts the datagrams queued since `first` into messages: equal-sized
+    /// segments travel as one UDP GSO train when the kernel can; one entry
+    /// per destination (the learned remote, else every remote).
+    fn queue_messages(&self, st: &mut TxState, first: usize, sock: usize, dst: Option<u32>) {
+        let gso_ok = self.udp_gso.load(Relaxed);
+        let end = st.datagrams.len();
+        let mut i = first;
+        while i < end {
+            let size = st.datagrams[i].len;
+            let mut j = i + 1;
+            let mut total = size;
+            if gso_ok {
+                while j < end
+                    && j - i < MAX_GSO_SEGMENTS
+                    && total + st.datagrams[j].len <= MAX_UDP_PAYLOAD
+                    && st.datagrams[j].len <= size
+                    && st.datagrams[j - 1].len == size
+                {
+                    total += st.datagrams[j].len;
+                    j += 1;
+                }
+            }
+            let gso = if j - i > 1 { size as u16 } else { 0 };
+            let mut push = |ip: u32| {
+                st.entries.push(TxEntry {
+                    sock,
+                    first: i,
+                    count: j - i,
+                    gso,
+                    dst: ip,
+                })
+            };
+            match dst {
+                Some(ip) => push(ip),
+                None => self.cfg.remotes.iter().for_each(|r| push(u32::from(*r))),
+            }
+            i = j;
+        }
+    }
+
     /// Sends every entry, grouped per socket, with `sendmmsg`. Returns the
     /// inner frames sent (a frame replicated to three VTEPs counts once per
     /// VTEP).
@@ -1100,18 +1196,10 @@ impl VxlanPort {
 
     fn send_group(&self, st: &mut TxState, from: usize, to: usize) -> usize {
         let fd = self.tx_socks[st.entries[from].sock].as_raw_fd();
-        st.iovs.clear();
         st.names.clear();
         st.ctrl.clear();
         st.hdrs.clear();
         for e in &st.entries[from..to] {
-            for p in &st.held[e.first..e.first + e.count] {
-                let d = p.data();
-                st.iovs.push(libc::iovec {
-                    iov_base: d.as_ptr() as *mut libc::c_void,
-                    iov_len: d.len(),
-                });
-            }
             st.names
                 .push(sockaddr(Ipv4Addr::from(e.dst), self.cfg.dstport));
             let mut c = [0u64; 4];
@@ -1121,12 +1209,14 @@ impl VxlanPort {
             st.ctrl.push(c);
         }
         // Vectors are complete: now take stable pointers into them.
-        let mut iov_at = 0;
         for (k, e) in st.entries[from..to].iter().enumerate() {
+            let d0 = st.datagrams[e.first];
+            let dl = st.datagrams[e.first + e.count - 1];
+            let iov_count = dl.iov_first + dl.iov_count - d0.iov_first;
             // SAFETY: mmsghdr is plain old data; zero is valid.
             let mut h: libc::mmsghdr = unsafe { zeroed() };
-            h.msg_hdr.msg_iov = st.iovs[iov_at..].as_mut_ptr();
-            h.msg_hdr.msg_iovlen = e.count;
+            h.msg_hdr.msg_iov = st.iovs[d0.iov_first..].as_mut_ptr();
+            h.msg_hdr.msg_iovlen = iov_count;
             h.msg_hdr.msg_name = (&mut st.names[k] as *mut libc::sockaddr_in).cast();
             h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
             if e.gso != 0 {
@@ -1136,7 +1226,6 @@ impl VxlanPort {
                     unsafe { libc::CMSG_SPACE(size_of::<u16>() as u32) } as usize;
             }
             st.hdrs.push(h);
-            iov_at += e.count;
         }
         let mut done = 0;
         let total = to - from;
@@ -1144,7 +1233,8 @@ impl VxlanPort {
         while done < total {
             // SAFETY: every header points into st.iovs/names/ctrl, which
             // are not resized until the next call, and the iovecs point at
-            // held packets that stay alive until after this loop.
+            // held packets and the header area, which stay alive and
+            // unchanged until after this loop.
             let n = unsafe {
                 libc::sendmmsg(
                     fd,
@@ -1189,9 +1279,9 @@ impl VxlanPort {
     }
 
     fn count_sent(&self, st: &mut TxState, e: &TxEntry) {
-        let bytes: usize = st.held[e.first..e.first + e.count]
+        let bytes: usize = st.datagrams[e.first..e.first + e.count]
             .iter()
-            .map(|p| p.len() - crate::wire::vxlan::VXLAN_HLEN)
+            .map(|d| d.len - VXLAN_HLEN)
             .sum();
         self.counters.tx(e.count as u64, bytes as u64);
         if let Some(v) = self.vtep_index(e.dst) {

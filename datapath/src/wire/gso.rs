@@ -18,6 +18,7 @@
 //! used; neither is `csum_start`, since every segment gets a full checksum.
 //! Ethernet padding after the IP packet is not copied into any segment.
 
+use super::checksum::{add_bytes, finish, pseudo_header_ipv4, pseudo_header_ipv6};
 use super::offload::{fill_ipv4_checksum, fill_l4_checksum, ChecksumError};
 use super::rewrite::{HeaderLayout, L4Checksum};
 use crate::flow::{extract, Field, FlowKey};
@@ -207,6 +208,25 @@ fn read16(f: &[u8], at: usize) -> u16 {
 /// into the original payload.
 fn fix_headers(f: &mut [u8], p: &Plan, index: usize, sent: usize) -> Result<(), ChecksumError> {
     let seg_len = f.len();
+    fix_fields(f, p, index, sent, seg_len)?;
+    let layout = HeaderLayout {
+        l3_ofs: p.l3,
+        l4_ofs: p.l4,
+        ip_proto: p.proto,
+        l4_checksum: L4Checksum::Complete,
+    };
+    fill_l4_checksum(f, &layout)
+}
+
+/// The length, ID, sequence and flag fields of segment `index` (of
+/// `seg_len` bytes) in the headers `f`; everything but the L4 checksum.
+fn fix_fields(
+    f: &mut [u8],
+    p: &Plan,
+    index: usize,
+    sent: usize,
+    seg_len: usize,
+) -> Result<(), ChecksumError> {
     let last = index + 1 == p.segments;
     if p.is_ipv6 {
         write16(f, p.l3 + 4, (seg_len - p.l3 - IPV6_LEN) as u16);
@@ -230,13 +250,68 @@ fn fix_headers(f: &mut [u8], p: &Plan, index: usize, sent: usize) -> Result<(), 
     } else {
         write16(f, p.l4 + 4, (seg_len - p.l4) as u16);
     }
-    let layout = HeaderLayout {
-        l3_ofs: p.l3,
-        l4_ofs: p.l4,
-        ip_proto: p.proto,
-        l4_checksum: L4Checksum::Complete,
-    };
-    fill_l4_checksum(f, &layout)
+    Ok(())
+}
+
+/// Segmentation of a GSO frame for a sender with scatter-gather (a UDP
+/// GSO train of VXLAN datagrams): each segment's headers are written into
+/// a small caller buffer and its payload stays where it is in the
+/// original frame, so the payload is read once (for the checksum) and
+/// never copied. Segments are exactly those of [`segment`].
+pub struct SegmentPlan(Plan);
+
+impl SegmentPlan {
+    /// Plans `pkt` with its current `gso_size`.
+    pub fn new(pkt: &Packet) -> Result<Self, GsoError> {
+        plan(pkt).map(SegmentPlan)
+    }
+
+    /// Number of segments.
+    pub fn segments(&self) -> usize {
+        self.0.segments
+    }
+
+    /// Header bytes every segment starts with.
+    pub fn header_len(&self) -> usize {
+        self.0.hdr_end
+    }
+
+    /// Writes the headers of segment `index` into `out[..header_len]`
+    /// (complete, with the L4 checksum over those headers and the payload)
+    /// and returns the range of `frame` that is the segment's payload.
+    pub fn write_headers(
+        &self,
+        frame: &[u8],
+        index: usize,
+        out: &mut [u8],
+    ) -> Result<std::ops::Range<usize>, GsoError> {
+        let p = &self.0;
+        let sent = index * p.mss;
+        let start = p.hdr_end + sent;
+        let end = (start + p.mss).min(p.ip_end);
+        let seg_len = p.hdr_end + (end - start);
+        let h = &mut out[..p.hdr_end];
+        h.copy_from_slice(&frame[..p.hdr_end]);
+        fix_fields(h, p, index, sent, seg_len)
+            .map_err(|source| GsoError::Checksum { index, source })?;
+        let csum_at = p.l4 + if p.proto == IPPROTO_TCP { 16 } else { 6 };
+        h[csum_at..csum_at + 2].fill(0);
+        let l4_len = (seg_len - p.l4) as u32;
+        let pseudo = if p.is_ipv6 {
+            pseudo_header_ipv6(&h[p.l3 + 8..], &h[p.l3 + 24..], p.proto, l4_len)
+        } else {
+            pseudo_header_ipv4(&h[p.l3 + 12..], &h[p.l3 + 16..], p.proto, l4_len)
+        };
+        // The L4 header has an even length (TCP: 4-byte words, UDP: 8), so
+        // its sum and the payload's concatenate.
+        let sum = add_bytes(add_bytes(pseudo, &h[p.l4..]), &frame[start..end]);
+        let v = match finish(sum) {
+            0 if p.proto == IPPROTO_UDP => 0xffff,
+            v => v,
+        };
+        write16(h, csum_at, v);
+        Ok(start..end)
+    }
 }
 
 /// Cuts the GSO frame `pkt` into segments of at most `gso_size` payload
@@ -311,6 +386,58 @@ mod tests {
 
     const A: [u8; 6] = [2, 0, 0, 0, 0, 1];
     const B: [u8; 6] = [2, 0, 0, 0, 0, 2];
+
+    /// Scatter-gather segmentation gives byte-identical segments.
+    #[test]
+    fn segment_plan_headers_plus_payload_equal_segment() {
+        let mut pool = PacketPool::new(128, 4, 4);
+        for (v6, gso_type) in [
+            (false, GsoType::TcpV4),
+            (true, GsoType::TcpV6),
+            (false, GsoType::UdpL4),
+        ] {
+            let mut out = Vec::new();
+            let pl = payload(5001);
+            if gso_type == GsoType::UdpL4 {
+                etherparse::PacketBuilder::ethernet2(A, B)
+                    .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+                    .udp(1000, 2000)
+                    .write(&mut out, &pl)
+                    .unwrap();
+            } else if v6 {
+                etherparse::PacketBuilder::ethernet2(A, B)
+                    .ipv6([1; 16], [2; 16], 64)
+                    .tcp(1000, 2000, 7, 100)
+                    .psh()
+                    .write(&mut out, &pl)
+                    .unwrap();
+            } else {
+                etherparse::PacketBuilder::ethernet2(A, B)
+                    .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+                    .tcp(1000, 2000, 7, 100)
+                    .psh()
+                    .write(&mut out, &pl)
+                    .unwrap();
+            }
+            let mut pkt = pool.alloc(out.len()).unwrap();
+            pkt.copy_from(&out);
+            pkt.offload.gso_type = gso_type;
+            pkt.offload.gso_size = 1400;
+            let mut whole = Vec::new();
+            segment(&pkt, &mut pool, |s| whole.push(s)).unwrap();
+            let plan = SegmentPlan::new(&pkt).unwrap();
+            assert_eq!(plan.segments(), whole.len());
+            let mut hdr = vec![0u8; plan.header_len()];
+            for (i, w) in whole.iter().enumerate() {
+                let r = plan.write_headers(pkt.data(), i, &mut hdr).unwrap();
+                let mut joined = hdr.clone();
+                joined.extend_from_slice(&pkt.data()[r]);
+                assert_eq!(joined, w.data(), "{gso_type:?} segment {i}");
+            }
+            pool.free_all(whole);
+            pool.free(pkt);
+        }
+    }
 
     fn payload(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i % 251) as u8).collect()

@@ -18,7 +18,9 @@ mod sctp;
 pub mod vxlan;
 
 pub use gro::{tcp_segment, Gro, TcpSegment};
-pub use gso::{segment, segment_count, segment_header_len, segment_into_batch, GsoError};
+pub use gso::{
+    segment, segment_count, segment_header_len, segment_into_batch, GsoError, SegmentPlan,
+};
 pub use offload::{
     complete_partial_checksum, fill_ipv4_checksum, fill_l4_checksum, finish_packet_checksum,
     make_partial_checksum, ChecksumError,
