@@ -3,6 +3,11 @@
 //!
 //! The TOML format is TOML v1.0; unknown keys are refused so a misspelt
 //! setting is an error rather than a silent default.
+//!
+//! The file named by `--config` must be a regular file of at most
+//! [`MAX_CONFIG_BYTES`]: a FIFO, a device (`/dev/zero`) or a directory is
+//! refused by name before anything is read, so a wrong path cannot hang a
+//! daemon or make it buffer without bound.
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -10,6 +15,10 @@ use std::path::{Path, PathBuf};
 
 /// The embedded default configuration.
 pub const DEFAULT_CONFIG: &str = include_str!("../../configs/default.toml");
+
+/// Largest configuration file accepted (a topology seed of thousands of
+/// ports is far below this).
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
 /// Errors of loading a configuration.
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +31,22 @@ pub enum ConfigError {
         /// Cause.
         #[source]
         source: std::io::Error,
+    },
+    /// The path names something other than a regular file.
+    #[error("config \"{path}\": not a regular file ({kind})")]
+    NotRegular {
+        /// Path.
+        path: PathBuf,
+        /// What it is.
+        kind: &'static str,
+    },
+    /// The file is larger than [`MAX_CONFIG_BYTES`].
+    #[error("config \"{path}\": {size} bytes, more than the limit of {MAX_CONFIG_BYTES}")]
+    TooLarge {
+        /// Path.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
     },
     /// Not valid TOML or wrong shape.
     #[error("config \"{origin}\": {source}")]
@@ -98,6 +123,69 @@ pub struct Config {
     pub bridge: Vec<BridgeSeed>,
 }
 
+/// Reads `path` after checking it is a regular file of a bounded size.
+/// The check is made on the opened file (fstat), so a path swapped between
+/// a check and the open cannot slip a FIFO or a device through.
+pub fn read_config_file(path: &Path) -> Result<String, ConfigError> {
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let read_err = |source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    // O_NONBLOCK: opening a FIFO for reading must not wait for a writer.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(read_err)?;
+    let meta = f.metadata().map_err(read_err)?;
+    let ft = meta.file_type();
+    if !ft.is_file() {
+        let kind = if ft.is_dir() {
+            "a directory"
+        } else if ft.is_fifo() {
+            "a FIFO"
+        } else if ft.is_char_device() || ft.is_block_device() {
+            "a device"
+        } else if ft.is_socket() {
+            "a socket"
+        } else {
+            "not a file"
+        };
+        return Err(ConfigError::NotRegular {
+            path: path.to_owned(),
+            kind,
+        });
+    }
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(ConfigError::TooLarge {
+            path: path.to_owned(),
+            size: meta.len(),
+        });
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    // The file may grow after the fstat: never read past the limit.
+    f.take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_err)?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(ConfigError::TooLarge {
+            path: path.to_owned(),
+            size: bytes.len() as u64,
+        });
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        read_err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "not UTF-8 text (invalid byte at offset {})",
+                e.utf8_error().valid_up_to()
+            ),
+        ))
+    })
+}
+
 impl Config {
     /// The embedded default.
     pub fn embedded() -> Result<Config, ConfigError> {
@@ -109,10 +197,7 @@ impl Config {
         match file {
             None => Self::embedded(),
             Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
-                    path: p.to_owned(),
-                    source,
-                })?;
+                let text = read_config_file(p)?;
                 Self::parse(&text, &p.display().to_string())
             }
         }
@@ -245,5 +330,62 @@ mod tests {
     fn missing_file_is_reported_by_path() {
         let e = Config::load(Some(Path::new("/nonexistent/vsw.toml"))).unwrap_err();
         assert!(e.to_string().contains("/nonexistent/vsw.toml"));
+    }
+
+    struct Tmp(PathBuf);
+    impl Tmp {
+        fn new(tag: &str) -> Tmp {
+            let p = std::env::temp_dir().join(format!("vsw-cfg-{tag}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&p);
+            std::fs::create_dir_all(&p).unwrap();
+            Tmp(p)
+        }
+    }
+    impl Drop for Tmp {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn non_regular_paths_are_refused_by_kind_without_reading() {
+        let d = Tmp::new("kinds");
+        let e = Config::load(Some(&d.0)).unwrap_err().to_string();
+        assert!(e.contains("not a regular file (a directory)"), "{e}");
+        // /dev/zero would be read for ever without the check.
+        let e = Config::load(Some(Path::new("/dev/zero")))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/dev/zero") && e.contains("a device"), "{e}");
+        let fifo = d.0.join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        // Without O_NONBLOCK this open would wait for a writer for ever.
+        let e = Config::load(Some(&fifo)).unwrap_err().to_string();
+        assert!(e.contains("a FIFO"), "{e}");
+    }
+
+    #[test]
+    fn oversized_and_non_utf8_files_are_refused() {
+        let d = Tmp::new("size");
+        let big = d.0.join("big.toml");
+        let mut text = DEFAULT_CONFIG.to_owned();
+        text.push_str(&"#".repeat(MAX_CONFIG_BYTES as usize));
+        std::fs::write(&big, text).unwrap();
+        let e = Config::load(Some(&big)).unwrap_err().to_string();
+        assert!(e.contains("more than the limit"), "{e}");
+        let bin = d.0.join("bin.toml");
+        std::fs::write(&bin, b"[pmd]\ncores = [0]\nidle = \"\xff\"\n").unwrap();
+        let e = Config::load(Some(&bin)).unwrap_err();
+        assert!(
+            crate::controld::error_chain(&e).contains("not UTF-8"),
+            "{e}"
+        );
+        // A good file still loads.
+        let ok = d.0.join("ok.toml");
+        std::fs::write(&ok, DEFAULT_CONFIG).unwrap();
+        assert_eq!(
+            Config::load(Some(&ok)).unwrap(),
+            Config::embedded().unwrap()
+        );
     }
 }

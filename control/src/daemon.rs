@@ -5,6 +5,11 @@
 //! `DIR/<daemon>.pid`, `DIR/<daemon>.log`, and `DIR/state.json` when a run
 //! dir is chosen explicitly; the default instance keeps sockets, pids and
 //! logs in `/run/vswitch` and its state in `/var/lib/vswitch/state.json`.
+//!
+//! The run dir must be private to its owner: a directory others can write
+//! (world-writable, even with the sticky bit like `/tmp`) or one owned by
+//! another user is refused, since whoever can create entries there could
+//! plant a symlink where a root daemon writes its pid file, log or state.
 
 use nix::sys::signal::{SigSet, Signal};
 use std::io::{Read, Write};
@@ -32,6 +37,14 @@ pub enum DaemonError {
         /// Cause.
         #[source]
         source: std::io::Error,
+    },
+    /// The run dir is writable by others or owned by another user.
+    #[error("run dir \"{path}\": refused: {reason}")]
+    UnsafeRunDir {
+        /// Directory.
+        path: PathBuf,
+        /// Why.
+        reason: String,
     },
     /// Another live process holds the pid file.
     #[error("{name} is already running in \"{dir}\" (pid {pid})")]
@@ -123,12 +136,21 @@ impl RunDir {
         }
     }
 
-    /// Creates the directory (mode 0755).
+    /// Creates the directory (mode 0755) and checks that only its owner
+    /// (us or root) can write in it.
     pub fn create(&self) -> Result<(), DaemonError> {
-        std::fs::create_dir_all(&self.dir).map_err(|source| DaemonError::RunDir {
-            path: self.dir.clone(),
-            source,
-        })
+        use std::os::unix::fs::DirBuilderExt;
+        // An explicit mode: under umask 0 a plain create would make it
+        // world-writable, which the check below refuses.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(&self.dir)
+            .map_err(|source| DaemonError::RunDir {
+                path: self.dir.clone(),
+                source,
+            })?;
+        check_private_dir(&self.dir)
     }
 
     /// Pid recorded for `daemon` if that process is alive.
@@ -137,6 +159,37 @@ impl RunDir {
         let pid: i32 = text.trim().parse().ok()?;
         process_alive(pid).then_some(pid)
     }
+}
+
+/// Refuses a directory that others can write to or that belongs to a
+/// user other than us and root (see the module doc).
+pub fn check_private_dir(dir: &Path) -> Result<(), DaemonError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(dir).map_err(|source| DaemonError::RunDir {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let unsafe_dir = |reason: String| DaemonError::UnsafeRunDir {
+        path: dir.to_owned(),
+        reason,
+    };
+    if !meta.is_dir() {
+        return Err(unsafe_dir("not a directory".into()));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o002 != 0 {
+        return Err(unsafe_dir(format!(
+            "world-writable (mode {mode:04o}): anyone could plant files where the daemons write; use a directory only its owner can write"
+        )));
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != me && meta.uid() != 0 {
+        return Err(unsafe_dir(format!(
+            "owned by uid {}, not by uid {me} or root",
+            meta.uid()
+        )));
+    }
+    Ok(())
 }
 
 fn absolute(p: &Path) -> PathBuf {
@@ -154,8 +207,11 @@ pub fn process_alive(pid: i32) -> bool {
     if pid <= 0 {
         return false;
     }
-    if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err() {
-        return false;
+    // EPERM: the process exists but belongs to another user (a reader
+    // asking about root's daemons).
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+        Ok(()) | Err(nix::errno::Errno::EPERM) => {}
+        Err(_) => return false,
     }
     // A zombie still answers kill(0); its state letter says it is dead.
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -408,7 +464,42 @@ mod tests {
     }
 
     #[test]
+    fn process_of_another_user_is_alive() {
+        // pid 1 belongs to root: kill(1, 0) fails with EPERM for anyone
+        // else, and the process is alive all the same.
+        assert!(process_alive(1));
+        assert!(!process_alive(0));
+        assert!(!process_alive(i32::MAX));
+    }
+
+    #[test]
     fn boot_ids_differ() {
         assert_ne!(new_boot_id(), new_boot_id());
+    }
+
+    #[test]
+    fn world_writable_or_foreign_run_dir_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("vsw-rd-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let run = RunDir::resolve(Some(&dir));
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        run.create().unwrap();
+        // Even with the sticky bit (the /tmp case) others may create files.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        let e = run.create().unwrap_err().to_string();
+        assert!(e.contains("world-writable") && e.contains("1777"), "{e}");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        if nix::unistd::geteuid().is_root() {
+            nix::unistd::chown(&dir, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+            let e = run.create().unwrap_err().to_string();
+            assert!(e.contains("owned by uid 65534"), "{e}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        // A plain file in the way is named as such.
+        let f = std::env::temp_dir().join(format!("vsw-rdf-{}", std::process::id()));
+        std::fs::write(&f, b"x").unwrap();
+        assert!(check_private_dir(&f).is_err());
+        let _ = std::fs::remove_file(&f);
     }
 }

@@ -11,6 +11,14 @@
 //! uid other than 0 is refused with [`ErrorKind::PermissionDenied`]. The
 //! socket file is mode 0660, group `vswitch` (created when missing), so
 //! that group may connect and read.
+//!
+//! A reader must not be able to make a daemon buffer or hold much: the
+//! hello line is capped at [`MAX_HELLO_BYTES`] and must arrive within
+//! [`HELLO_TIMEOUT`]; requests from a uid other than 0 (reads, which are
+//! small) are capped at [`MAX_READER_REQUEST_BYTES`] and their idle
+//! connections closed after [`READER_IDLE_TIMEOUT`], so the
+//! [`MAX_CONNECTIONS`] slots cannot be held by a group member for ever;
+//! [`ROOT_RESERVED_CONNECTIONS`] of them are kept for uid 0 anyway.
 
 use crate::api::{
     ApiError, ErrorKind, Hello, HelloReply, Reply, Request, Response, API_VERSION,
@@ -32,8 +40,25 @@ pub const MAX_SOCKET_PATH: usize = 107;
 /// and closed, so a misbehaving client cannot exhaust threads.
 pub const MAX_CONNECTIONS: usize = 64;
 
+/// Of [`MAX_CONNECTIONS`], slots only uid 0 may take: readers filling the
+/// others cannot lock root (and vswitch-controld) out.
+pub const ROOT_RESERVED_CONNECTIONS: usize = 8;
+
 /// Group allowed to read through the sockets.
 pub const SOCKET_GROUP: &str = "vswitch";
+
+/// Longest hello line (a version number and a program name).
+pub const MAX_HELLO_BYTES: usize = 4096;
+
+/// Longest request line from a uid other than 0: only read calls are
+/// allowed to them, and every read request is a few hundred bytes.
+pub const MAX_READER_REQUEST_BYTES: usize = 64 << 10;
+
+/// Time a new connection has to say hello.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Idle time after which a connection of a uid other than 0 is closed.
+pub const READER_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Errors of the transport.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +70,16 @@ pub enum IpcError {
         path: PathBuf,
         /// Its length.
         len: usize,
+    },
+    /// The socket file's mode refuses this user (not root, not in the
+    /// group [`SOCKET_GROUP`]).
+    #[error("permission denied: cannot connect to \"{path}\": the socket is for root and members of group \"{SOCKET_GROUP}\"")]
+    Denied {
+        /// Path.
+        path: PathBuf,
+        /// Cause (EACCES).
+        #[source]
+        source: std::io::Error,
     },
     /// Nothing listens on the socket.
     #[error("cannot connect to \"{path}\"")]
@@ -100,6 +135,13 @@ pub enum IpcError {
 }
 
 impl IpcError {
+    /// True when the caller may not do what it asked: the socket refused
+    /// it, or the daemon refused a change from a uid other than 0.
+    pub fn is_denied(&self) -> bool {
+        matches!(self, IpcError::Denied { .. })
+            || matches!(self, IpcError::Api(e) if e.kind == ErrorKind::PermissionDenied)
+    }
+
     /// True when the daemon could not be reached at all (CLI exit code 3).
     pub fn is_unreachable(&self) -> bool {
         matches!(
@@ -129,6 +171,25 @@ pub fn read_line_limited<R: BufRead>(
     max: usize,
 ) -> Result<Option<Vec<u8>>, LineError> {
     let mut line = Vec::new();
+    match read_line_into(reader, &mut line, max) {
+        Ok(true) => Ok(Some(line)),
+        Ok(false) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Appends to `line` until a `\n` (not stored) completes it: `Ok(true)`.
+/// `Ok(false)` on a clean end of stream before any byte. An error of the
+/// reader (a read timeout included) leaves the bytes read so far in
+/// `line`, so a caller that retries after a timeout resumes the same line
+/// instead of losing its beginning. More than `max` bytes is
+/// [`LineError::TooLarge`], checked before buffering them, so at most
+/// `max` bytes are ever held.
+pub fn read_line_into<R: BufRead>(
+    reader: &mut R,
+    line: &mut Vec<u8>,
+    max: usize,
+) -> Result<bool, LineError> {
     loop {
         let buf = match reader.fill_buf() {
             Ok(b) => b,
@@ -137,7 +198,7 @@ pub fn read_line_limited<R: BufRead>(
         };
         if buf.is_empty() {
             return if line.is_empty() {
-                Ok(None)
+                Ok(false)
             } else {
                 Err(LineError::Io(std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
@@ -155,7 +216,7 @@ pub fn read_line_limited<R: BufRead>(
         line.extend_from_slice(&buf[..take]);
         reader.consume(if done { take + 1 } else { take });
         if done {
-            return Ok(Some(line));
+            return Ok(true);
         }
     }
 }
@@ -192,9 +253,18 @@ impl Client {
     /// `timeout` bounds every read and write.
     pub fn connect(path: &Path, client: &str, timeout: Duration) -> Result<Client, IpcError> {
         check_socket_path(path)?;
-        let stream = UnixStream::connect(path).map_err(|source| IpcError::Connect {
-            path: path.to_owned(),
-            source,
+        let stream = UnixStream::connect(path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::PermissionDenied {
+                IpcError::Denied {
+                    path: path.to_owned(),
+                    source,
+                }
+            } else {
+                IpcError::Connect {
+                    path: path.to_owned(),
+                    source,
+                }
+            }
         })?;
         let io = |op: &'static str| {
             let path = path.to_owned();
@@ -393,12 +463,13 @@ impl ServerSocket {
             match self.listener.accept() {
                 Ok((stream, _)) => {
                     let _ = stream.set_nonblocking(false);
-                    if active.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
+                    let uid = peer_of(&stream).map(|p| p.uid);
+                    if !admit(active.load(Ordering::Relaxed), uid) {
                         let mut s = stream;
                         let _ = write_json(
                             &mut s,
                             &Response::Error(ApiError::failed(format!(
-                                "too many connections (limit {MAX_CONNECTIONS})"
+                                "too many connections (limit {MAX_CONNECTIONS}, {ROOT_RESERVED_CONNECTIONS} of them kept for root)"
                             ))),
                         );
                         continue;
@@ -476,6 +547,17 @@ fn peer_of(stream: &UnixStream) -> Option<Peer> {
     })
 }
 
+/// Whether a new connection of `uid` (None: unknown) may be served while
+/// `active` others are.
+pub fn admit(active: usize, uid: Option<u32>) -> bool {
+    let limit = if uid == Some(0) {
+        MAX_CONNECTIONS
+    } else {
+        MAX_CONNECTIONS - ROOT_RESERVED_CONNECTIONS
+    };
+    active < limit
+}
+
 /// Only uid 0 may make mutating calls; everybody who can open the socket
 /// (root and group [`SOCKET_GROUP`]) may read.
 pub fn authorize(req: &Request, peer: &Peer) -> Result<(), ApiError> {
@@ -483,13 +565,23 @@ pub fn authorize(req: &Request, peer: &Peer) -> Result<(), ApiError> {
         return Err(ApiError::new(
             ErrorKind::PermissionDenied,
             format!(
-                "{}: uid {} may only read; changes need uid 0",
+                "permission denied: {} needs root (uid 0); uid {} may only read",
                 req.call_name(),
                 peer.uid
             ),
         ));
     }
     Ok(())
+}
+
+/// Longest line accepted from `peer` once greeted: root may send bulk
+/// changes, anybody else only reads (see [`MAX_READER_REQUEST_BYTES`]).
+pub fn max_request_bytes(peer: &Peer) -> usize {
+    if peer.uid == 0 {
+        MAX_MESSAGE_BYTES
+    } else {
+        MAX_READER_REQUEST_BYTES
+    }
 }
 
 /// Serves one connection to its end. Public so tests can drive a handler
@@ -505,35 +597,70 @@ pub fn serve_connection(stream: UnixStream, handler: &dyn Handler, stop: &Atomic
     };
     let mut reader = BufReader::new(stream);
     let mut greeted = false;
+    let mut last_activity = std::time::Instant::now();
+    let mut line = Vec::new();
     loop {
-        let line = match read_line_limited(&mut reader, MAX_MESSAGE_BYTES) {
-            Ok(Some(l)) => l,
-            Ok(None) => return,
+        let max = if greeted {
+            max_request_bytes(&peer)
+        } else {
+            MAX_HELLO_BYTES
+        };
+        line.clear();
+        if line.capacity() > MAX_READER_REQUEST_BYTES {
+            // One bulk request must not pin its buffer for the connection's life.
+            line = Vec::new();
+        }
+        // A read timeout (the stop check below) must not drop a partly
+        // received line: retry into the same buffer until it is complete.
+        let complete = loop {
+            match read_line_into(&mut reader, &mut line, max) {
+                Err(LineError::Io(e))
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let idle = last_activity.elapsed();
+                    if !greeted && idle > HELLO_TIMEOUT {
+                        let _ = write_json(
+                            &mut writer,
+                            &Response::Error(ApiError::new(
+                                ErrorKind::Malformed,
+                                format!("no hello within {HELLO_TIMEOUT:?}; closing connection"),
+                            )),
+                        );
+                        return;
+                    }
+                    if peer.uid != 0 && idle > READER_IDLE_TIMEOUT {
+                        return;
+                    }
+                }
+                other => break other,
+            }
+        };
+        match complete {
+            Ok(true) => {}
+            Ok(false) => return,
             Err(LineError::TooLarge) => {
                 let _ = write_json(
                     &mut writer,
                     &Response::Error(ApiError::new(
                         ErrorKind::TooLarge,
                         format!(
-                            "message longer than {MAX_MESSAGE_BYTES} bytes; closing connection"
+                            "{} longer than {max} bytes (uid {}); closing connection",
+                            if greeted { "request" } else { "hello" },
+                            peer.uid
                         ),
                     )),
                 );
                 return;
             }
-            Err(LineError::Io(e))
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                if stop.load(Ordering::Relaxed) {
-                    return;
-                }
-                continue;
-            }
             Err(LineError::Io(_)) => return,
-        };
+        }
+        last_activity = std::time::Instant::now();
         if !greeted {
             let hello: Hello = match serde_json::from_slice(&line) {
                 Ok(h) => h,
@@ -672,6 +799,11 @@ pub(crate) mod tests {
         let e = authorize(&add, &user).unwrap_err();
         assert_eq!(e.kind, ErrorKind::PermissionDenied);
         assert!(e.message.contains("add-bridge") && e.message.contains("1000"));
+        assert!(
+            e.message.starts_with("permission denied: ") && e.message.contains("needs root"),
+            "{}",
+            e.message
+        );
         assert!(authorize(&add, &root).is_ok());
         assert!(authorize(&Request::Show, &user).is_ok());
     }
@@ -708,8 +840,15 @@ pub(crate) mod tests {
                 bridge: "bad".into(),
             })
             .unwrap_err();
+        // This process is the client: as a uid other than 0 the change is
+        // refused before the handler sees it.
+        let want = if nix::unistd::geteuid().is_root() {
+            ErrorKind::Rejected
+        } else {
+            ErrorKind::PermissionDenied
+        };
         match e {
-            IpcError::Api(e) => assert_eq!(e.kind, ErrorKind::Rejected),
+            IpcError::Api(e) => assert_eq!(e.kind, want),
             other => panic!("unexpected {other}"),
         }
         stop.store(true, Ordering::Relaxed);
@@ -823,5 +962,315 @@ pub(crate) mod tests {
             Client::connect(&d.path().join("none.sock"), "t", Duration::from_secs(1)).unwrap_err();
         assert!(e.is_unreachable());
         assert!(!IpcError::Api(ApiError::rejected("x")).is_unreachable());
+    }
+
+    /// The read/change split of every call. The match has no wildcard, so
+    /// a new call does not compile until someone decides which side it is.
+    fn is_read_call(r: &Request) -> bool {
+        match r {
+            Request::Show
+            | Request::DumpFlows { .. }
+            | Request::DumpGroups { .. }
+            | Request::FdbShow { .. }
+            | Request::Stats { .. }
+            | Request::DumpCache { .. }
+            | Request::Trace { .. }
+            | Request::Status
+            | Request::DpInventory => true,
+            Request::AddBridge { .. }
+            | Request::DelBridge { .. }
+            | Request::AddPort { .. }
+            | Request::DelPort { .. }
+            | Request::SetPort { .. }
+            | Request::AddFlows { .. }
+            | Request::DelFlows { .. }
+            | Request::ReplaceFlows { .. }
+            | Request::AddGroup { .. }
+            | Request::DelGroups { .. }
+            | Request::FdbFlush { .. }
+            | Request::FdbAdd { .. }
+            | Request::FdbDel { .. }
+            | Request::PmdRebalance
+            | Request::DpAddBridge { .. }
+            | Request::DpDelBridge { .. }
+            | Request::DpAddPort { .. }
+            | Request::DpDelPort { .. }
+            | Request::DpSetPortVlan { .. }
+            | Request::DpAddFlows { .. }
+            | Request::DpDelFlows { .. }
+            | Request::DpReplaceFlows { .. }
+            | Request::DpAddGroup { .. }
+            | Request::DpDelGroups { .. }
+            | Request::DpFdbFlush { .. }
+            | Request::DpFdbAdd { .. }
+            | Request::DpFdbDel { .. }
+            | Request::DpTakeExpired
+            // Capture reveals other containers' traffic: root only.
+            | Request::CaptureStart { .. }
+            | Request::CaptureRead { .. }
+            | Request::CaptureStop { .. } => false,
+        }
+    }
+
+    /// One request of every call (the count is checked below, and a
+    /// missing variant would also be caught by [`is_read_call`]'s review).
+    fn every_call() -> Vec<Request> {
+        use crate::api::{PortSpec, StaticFdbEntry, StatsKind, WireGroup, WireMatch, WireVlan};
+        use datapath::pipeline::Match;
+        let b = || "b".to_owned();
+        let n = || "p".to_owned();
+        let entry = StaticFdbEntry {
+            mac: "02:00:00:00:00:01".into(),
+            vlan: 0,
+            port: n(),
+            remote: None,
+        };
+        let spec = PortSpec {
+            name: n(),
+            r#type: "tap".into(),
+            options: Default::default(),
+        };
+        let group = WireGroup {
+            id: 1,
+            r#type: "all".into(),
+            buckets: vec![],
+        };
+        vec![
+            Request::Show,
+            Request::DumpFlows {
+                bridge: b(),
+                table: None,
+            },
+            Request::DumpGroups { bridge: b() },
+            Request::FdbShow { bridge: b() },
+            Request::Stats {
+                kind: StatsKind::Drops,
+            },
+            Request::DumpCache { bridge: b() },
+            Request::Trace {
+                bridge: b(),
+                flow: "in_port=1".into(),
+            },
+            Request::Status,
+            Request::AddBridge { bridge: b() },
+            Request::DelBridge { bridge: b() },
+            Request::AddPort {
+                bridge: b(),
+                name: n(),
+                options: Default::default(),
+            },
+            Request::DelPort {
+                bridge: b(),
+                name: n(),
+            },
+            Request::SetPort {
+                bridge: b(),
+                name: n(),
+                options: Default::default(),
+            },
+            Request::AddFlows {
+                bridge: b(),
+                rules: vec![],
+            },
+            Request::DelFlows {
+                bridge: b(),
+                r#match: None,
+                strict: false,
+            },
+            Request::ReplaceFlows {
+                bridge: b(),
+                rules: vec![],
+            },
+            Request::AddGroup {
+                bridge: b(),
+                group: "group_id=1,type=all".into(),
+            },
+            Request::DelGroups { bridge: b() },
+            Request::FdbFlush { bridge: b() },
+            Request::FdbAdd {
+                bridge: b(),
+                entry: entry.clone(),
+            },
+            Request::FdbDel {
+                bridge: b(),
+                mac: entry.mac.clone(),
+                vlan: 0,
+            },
+            Request::PmdRebalance,
+            Request::DpInventory,
+            Request::DpAddBridge { bridge: b() },
+            Request::DpDelBridge { bridge: b() },
+            Request::DpAddPort {
+                bridge: b(),
+                ofport: 1,
+                spec,
+            },
+            Request::DpDelPort {
+                bridge: b(),
+                name: n(),
+            },
+            Request::DpSetPortVlan {
+                name: n(),
+                vlan: WireVlan::Trunk,
+            },
+            Request::DpAddFlows {
+                bridge: b(),
+                rules: vec![],
+            },
+            Request::DpDelFlows {
+                bridge: b(),
+                table: None,
+                r#match: WireMatch::from(&Match::ANY),
+                strict_priority: None,
+            },
+            Request::DpReplaceFlows {
+                bridge: b(),
+                rules: vec![],
+                groups: vec![],
+            },
+            Request::DpAddGroup { bridge: b(), group },
+            Request::DpDelGroups { bridge: b() },
+            Request::DpFdbFlush { bridge: b() },
+            Request::DpFdbAdd {
+                bridge: b(),
+                entry: entry.clone(),
+            },
+            Request::DpFdbDel {
+                bridge: b(),
+                mac: entry.mac,
+                vlan: 0,
+            },
+            Request::DpTakeExpired,
+            Request::CaptureStart {
+                port: n(),
+                count: 1,
+            },
+            Request::CaptureRead { id: 1 },
+            Request::CaptureStop { id: 1 },
+        ]
+    }
+
+    #[test]
+    fn every_call_is_classified_and_only_reads_pass_for_a_reader() {
+        let reader = Peer {
+            uid: 1000,
+            gid: 994,
+            pid: 9,
+        };
+        let calls = every_call();
+        let names: std::collections::BTreeSet<String> =
+            calls.iter().map(|r| r.call_name()).collect();
+        assert_eq!(names.len(), 40, "one request per call: {names:?}");
+        for r in &calls {
+            assert_eq!(
+                !r.is_mutating(),
+                is_read_call(r),
+                "{} classified wrongly",
+                r.call_name()
+            );
+            assert_eq!(
+                authorize(r, &reader).is_ok(),
+                is_read_call(r),
+                "{}",
+                r.call_name()
+            );
+            let root = Peer { uid: 0, ..reader };
+            assert!(authorize(r, &root).is_ok());
+        }
+    }
+
+    #[test]
+    fn readers_cannot_take_the_slots_kept_for_root() {
+        let readers_max = MAX_CONNECTIONS - ROOT_RESERVED_CONNECTIONS;
+        assert!(admit(readers_max - 1, Some(1000)));
+        assert!(!admit(readers_max, Some(1000)));
+        assert!(!admit(readers_max, None));
+        assert!(admit(readers_max, Some(0)));
+        assert!(admit(MAX_CONNECTIONS - 1, Some(0)));
+        assert!(!admit(MAX_CONNECTIONS, Some(0)));
+    }
+
+    #[test]
+    fn readers_get_a_small_request_cap_root_the_full_one() {
+        let reader = Peer {
+            uid: 1000,
+            gid: 994,
+            pid: 9,
+        };
+        assert_eq!(max_request_bytes(&reader), MAX_READER_REQUEST_BYTES);
+        assert_eq!(
+            max_request_bytes(&Peer { uid: 0, ..reader }),
+            MAX_MESSAGE_BYTES
+        );
+        // Every read call in its largest realistic form fits the cap.
+        let trace = Request::Trace {
+            bridge: "b".repeat(15),
+            flow: "x".repeat(4096),
+        };
+        assert!(serde_json::to_vec(&trace).unwrap().len() < MAX_READER_REQUEST_BYTES);
+    }
+
+    fn greeted_stream(path: &Path) -> (UnixStream, BufReader<UnixStream>) {
+        let mut s = UnixStream::connect(path).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(b"{\"api_version\":1,\"client\":\"raw\"}\n")
+            .unwrap();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let hello = read_line_limited(&mut r, 4096).unwrap().unwrap();
+        assert!(hello.starts_with(b"{\"ok\""), "{hello:?}");
+        (s, r)
+    }
+
+    #[test]
+    fn a_request_split_across_a_read_timeout_is_not_lost() {
+        let (_d, path, stop, h) = server();
+        let (mut s, mut r) = greeted_stream(&path);
+        // The server polls with a 500 ms read timeout: a pause longer than
+        // that in the middle of a line used to drop the first half.
+        s.write_all(b"{\"call\":").unwrap();
+        std::thread::sleep(Duration::from_millis(1200));
+        s.write_all(b"\"show\"}\n").unwrap();
+        let line = read_line_limited(&mut r, 1 << 20).unwrap().unwrap();
+        let resp: Response = serde_json::from_slice(&line).unwrap();
+        assert_eq!(resp, Response::Ok(Reply::Show(ShowReply::default())));
+        stop.store(true, Ordering::Relaxed);
+        h.join().unwrap();
+    }
+
+    #[test]
+    fn oversized_hello_is_refused_at_its_own_cap() {
+        let (_d, path, stop, h) = server();
+        let mut s = UnixStream::connect(&path).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        // No newline: the server must stop at MAX_HELLO_BYTES, not wait
+        // for 32 MiB.
+        let _ = s.write_all(&vec![b' '; MAX_HELLO_BYTES + 1]);
+        let mut r = BufReader::new(s);
+        let line = read_line_limited(&mut r, 4096).unwrap().unwrap();
+        let resp: Response = serde_json::from_slice(&line).unwrap();
+        match resp {
+            Response::Error(e) => {
+                assert_eq!(e.kind, ErrorKind::TooLarge);
+                assert!(e.message.contains("hello"), "{}", e.message);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        stop.store(true, Ordering::Relaxed);
+        h.join().unwrap();
+    }
+
+    #[test]
+    fn silent_connection_is_closed_after_the_hello_timeout() {
+        let (_d, path, stop, h) = server();
+        let s = UnixStream::connect(&path).unwrap();
+        s.set_read_timeout(Some(HELLO_TIMEOUT * 3)).unwrap();
+        let t0 = std::time::Instant::now();
+        let mut r = BufReader::new(s);
+        let line = read_line_limited(&mut r, 4096).unwrap().unwrap();
+        assert!(String::from_utf8_lossy(&line).contains("no hello"));
+        assert!(read_line_limited(&mut r, 4096).unwrap().is_none());
+        assert!(t0.elapsed() >= HELLO_TIMEOUT);
+        stop.store(true, Ordering::Relaxed);
+        h.join().unwrap();
     }
 }

@@ -9,6 +9,10 @@
 //!
 //! A file that cannot be parsed is never overwritten: it is renamed to
 //! `state.json.corrupt-<unix seconds>` and the caller is told where it went.
+//!
+//! The file holds every rule of every bridge: it is written mode 0640,
+//! owner root, group `vswitch` (the group that may read through the
+//! sockets anyway), never world-readable.
 
 use crate::api::{DpPort, PortSpec, StaticFdbEntry, WireGroup, WireRule};
 use serde::{Deserialize, Serialize};
@@ -17,6 +21,13 @@ use std::path::{Path, PathBuf};
 
 /// Format version of `state.json`.
 pub const STATE_FORMAT: u32 = 1;
+
+/// Largest `state.json` read: far above a million rules, and a bound on
+/// what a damaged or foreign file can make the daemon allocate.
+pub const MAX_STATE_BYTES: u64 = 512 << 20;
+
+/// Mode of `state.json`.
+pub const STATE_FILE_MODE: u32 = 0o640;
 
 /// Errors of the state store.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +40,15 @@ pub enum StateError {
         /// Cause.
         #[source]
         source: std::io::Error,
+    },
+    /// The path is not a regular file, or is larger than
+    /// [`MAX_STATE_BYTES`]; it is left where it is.
+    #[error("state file \"{path}\": refused: {reason}")]
+    Unusable {
+        /// File.
+        path: PathBuf,
+        /// Why.
+        reason: String,
     },
     /// A write step failed; the previous file is intact.
     #[error("state file \"{path}\": {op} failed")]
@@ -186,6 +206,45 @@ impl DesiredState {
     pub fn spec(&self, name: &str) -> Option<&PortSpec> {
         self.find_port(name).map(|(_, p)| &p.spec)
     }
+
+    /// Checks what the types alone cannot: names valid and unique, port
+    /// numbers unique and in the OpenFlow range, port specs valid (the
+    /// same checks `add-port` makes). A file failing this was not written
+    /// by vswitch-controld and is treated as corrupt.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut bridges = std::collections::BTreeSet::new();
+        let mut ports = std::collections::BTreeSet::new();
+        let mut numbers = std::collections::BTreeSet::new();
+        for b in &self.bridges {
+            crate::portspec::check_name("bridge", &b.name).map_err(|e| e.to_string())?;
+            if !bridges.insert(b.name.as_str()) {
+                return Err(format!("bridge \"{}\" is listed twice", b.name));
+            }
+            for p in &b.ports {
+                let name = &p.spec.name;
+                if !ports.insert(name.as_str()) {
+                    return Err(format!("port \"{name}\" is listed twice"));
+                }
+                if p.ofport == 0 || p.ofport > crate::flowsyntax::OFPP_MAX {
+                    return Err(format!(
+                        "port \"{name}\": number {} is outside 1..={}",
+                        p.ofport,
+                        crate::flowsyntax::OFPP_MAX
+                    ));
+                }
+                if !numbers.insert(p.ofport) {
+                    return Err(format!(
+                        "port \"{name}\": number {} is used twice",
+                        p.ofport
+                    ));
+                }
+                let mut opts = p.spec.options.clone();
+                opts.insert("type".into(), p.spec.r#type.clone());
+                crate::portspec::validate(name, &opts).map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// What [`StateStore::load`] found.
@@ -223,23 +282,42 @@ impl StateStore {
 
     /// Reads the state. A corrupt file is moved aside, never overwritten.
     pub fn load(&self) -> Result<Loaded, StateError> {
-        let bytes = match std::fs::read(&self.path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Loaded::Missing),
-            Err(source) => {
-                return Err(StateError::Read {
-                    path: self.path.clone(),
-                    source,
-                })
-            }
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+        let read_err = |source| StateError::Read {
+            path: self.path.clone(),
+            source,
         };
-        let reason = match serde_json::from_slice::<DesiredState>(&bytes) {
-            Ok(s) if s.format == STATE_FORMAT => return Ok(Loaded::Ok(s)),
-            Ok(s) => format!(
-                "format version {} is not the supported {STATE_FORMAT}",
-                s.format
-            ),
-            Err(e) => e.to_string(),
+        // O_NONBLOCK: a FIFO in its place must not block the daemon.
+        let f = match std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&self.path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Loaded::Missing),
+            Err(source) => return Err(read_err(source)),
+        };
+        let meta = f.metadata().map_err(read_err)?;
+        if !meta.is_file() {
+            return Err(StateError::Unusable {
+                path: self.path.clone(),
+                reason: "not a regular file".into(),
+            });
+        }
+        if meta.len() > MAX_STATE_BYTES {
+            return Err(StateError::Unusable {
+                path: self.path.clone(),
+                reason: format!("{} bytes, more than {MAX_STATE_BYTES}", meta.len()),
+            });
+        }
+        let mut bytes = Vec::with_capacity(meta.len() as usize);
+        f.take(MAX_STATE_BYTES)
+            .read_to_end(&mut bytes)
+            .map_err(read_err)?;
+        let reason = match parse_state(&bytes) {
+            Ok(s) => return Ok(Loaded::Ok(s)),
+            Err(reason) => reason,
         };
         let aside = self.aside_path();
         std::fs::rename(&self.path, &aside).map_err(|source| StateError::MoveAside {
@@ -287,12 +365,28 @@ impl StateStore {
             .unwrap_or_else(|| "state.json".into());
         let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
         let result = (|| {
+            use std::os::unix::fs::OpenOptionsExt;
             let mut f = std::fs::OpenOptions::new()
                 .write(true)
                 .create(true)
                 .truncate(true)
+                .mode(STATE_FILE_MODE)
                 .open(&tmp)
                 .map_err(err("create temporary file"))?;
+            // A temporary file left by an earlier run keeps its old mode:
+            // set it explicitly, and hand the group to `vswitch`.
+            f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(
+                STATE_FILE_MODE,
+            ))
+            .map_err(err("chmod temporary file"))?;
+            if let Some(gid) = reader_group() {
+                // Best effort: without the group the file stays root-only.
+                let _ = nix::unistd::fchown(
+                    std::os::fd::AsRawFd::as_raw_fd(&f),
+                    None,
+                    Some(nix::unistd::Gid::from_raw(gid)),
+                );
+            }
             f.write_all(&bytes).map_err(err("write temporary file"))?;
             f.sync_all().map_err(err("fsync temporary file"))?;
             std::fs::rename(&tmp, &self.path).map_err(err("rename"))?;
@@ -304,6 +398,31 @@ impl StateStore {
         }
         result
     }
+}
+
+/// Decodes `state.json` bytes: the state, or why they are not one.
+/// Bounded: serde_json refuses nesting deeper than 128 levels, and the
+/// output is never larger than a constant times the input.
+pub fn parse_state(bytes: &[u8]) -> Result<DesiredState, String> {
+    match serde_json::from_slice::<DesiredState>(bytes) {
+        Ok(s) if s.format == STATE_FORMAT => s.validate().map(|()| s),
+        Ok(s) => Err(format!(
+            "format version {} is not the supported {STATE_FORMAT}",
+            s.format
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Gid of [`crate::ipc::SOCKET_GROUP`] when we are root and it exists.
+fn reader_group() -> Option<u32> {
+    if !nix::unistd::geteuid().is_root() {
+        return None;
+    }
+    nix::unistd::Group::from_name(crate::ipc::SOCKET_GROUP)
+        .ok()
+        .flatten()
+        .map(|g| g.gid.as_raw())
 }
 
 #[cfg(test)]
@@ -467,5 +586,37 @@ mod tests {
         s.bridges[0].ports.clear();
         assert_eq!(s.free_ofport(), 1);
         assert_eq!(s.find_port("q").unwrap().0.name, "br1");
+    }
+
+    #[test]
+    fn state_file_is_not_world_readable() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let d = TempDir::new("mode");
+        let store = StateStore::new(d.0.join("state.json"));
+        // A stale temporary file of an earlier run with a loose mode.
+        let tmp = d.0.join(format!(".state.json.tmp-{}", std::process::id()));
+        std::fs::write(&tmp, b"old").unwrap();
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o666)).unwrap();
+        store.save(&sample()).unwrap();
+        let meta = std::fs::metadata(store.path()).unwrap();
+        assert_eq!(meta.mode() & 0o777, STATE_FILE_MODE);
+        if let Some(gid) = reader_group() {
+            assert_eq!(meta.gid(), gid);
+        }
+    }
+
+    #[test]
+    fn non_regular_state_path_is_refused_and_left_alone() {
+        let d = TempDir::new("nonreg");
+        let path = d.0.join("state.json");
+        std::fs::create_dir_all(&path).unwrap();
+        let e = StateStore::new(&path).load().unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+        assert!(path.is_dir());
+        std::fs::remove_dir(&path).unwrap();
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        // Without O_NONBLOCK the open would wait for a writer.
+        let e = StateStore::new(&path).load().unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "{e}");
     }
 }

@@ -853,3 +853,44 @@ proptest! {
         }
     }
 }
+
+/// The checked-in corpus of hostile frames (`tests/corpus/frames/*.bin`,
+/// outcomes in `EXPECT`): each gives exactly its expected outcome, offsets
+/// stay inside the frame, and the wire helpers survive it.
+#[test]
+fn frame_corpus_gives_the_expected_outcomes() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/frames");
+    let expect = std::fs::read_to_string(dir.join("EXPECT")).expect("EXPECT manifest");
+    let mut wrong = Vec::new();
+    let mut seen = 0;
+    for line in expect
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
+        let (name, want) = line.split_once(' ').expect("NAME OUTCOME");
+        let frame = std::fs::read(dir.join(format!("{name}.bin")))
+            .unwrap_or_else(|e| panic!("{name}.bin: {e}"));
+        let got = match extract(&frame, 3, &TunnelMeta::default()) {
+            Err(reason) => format!("drop:{}", reason.name()),
+            Ok(x) => x.anomaly.map_or("ok", Anomaly::name).to_owned(),
+        };
+        if got != want {
+            wrong.push(format!("{name}: expected {want}, got {got}"));
+        }
+        assert_offsets_inside(&frame, 3);
+        exercise_wire_helpers(&frame);
+        seen += 1;
+    }
+    let files = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "bin")
+        })
+        .count();
+    assert_eq!(seen, files, "every .bin file has an EXPECT line");
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}

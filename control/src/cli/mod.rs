@@ -3,7 +3,9 @@
 //! shapes and exit codes).
 //!
 //! Exit codes: 0 ok; 1 request rejected or failed (the message says why);
-//! 2 malformed command line (clap's own code); 3 daemon unreachable.
+//! 2 malformed command line (clap's own code); 3 daemon unreachable;
+//! 4 permission denied (the socket refused the user, or a change was asked
+//! by a uid other than 0).
 
 mod demo;
 mod lifecycle;
@@ -25,6 +27,8 @@ pub const EXIT_FAILED: i32 = 1;
 pub const EXIT_USAGE: i32 = 2;
 /// Exit code: daemon unreachable.
 pub const EXIT_UNREACHABLE: i32 = 3;
+/// Exit code: permission denied.
+pub const EXIT_DENIED: i32 = 4;
 
 /// Timeout of one call (10k-rule pushes included).
 const CALL_TIMEOUT: Duration = Duration::from_secs(120);
@@ -315,7 +319,9 @@ impl CliError {
 impl From<IpcError> for CliError {
     fn from(e: IpcError) -> Self {
         CliError {
-            code: if e.is_unreachable() {
+            code: if e.is_denied() {
+                EXIT_DENIED
+            } else if e.is_unreachable() {
                 EXIT_UNREACHABLE
             } else {
                 EXIT_FAILED
@@ -851,5 +857,21 @@ mod tests {
         assert_eq!(e.code, EXIT_UNREACHABLE);
         let e = read_call(&run, &Request::Show).unwrap_err();
         assert_eq!(e.code, EXIT_UNREACHABLE);
+    }
+
+    #[test]
+    fn permission_denied_maps_to_exit_4() {
+        let e = CliError::from(IpcError::Api(crate::api::ApiError::new(
+            crate::api::ErrorKind::PermissionDenied,
+            "permission denied: add-bridge needs root (uid 0); uid 1000 may only read",
+        )));
+        assert_eq!(e.code, EXIT_DENIED);
+        assert!(e.message.contains("needs root"), "{}", e.message);
+        let e = CliError::from(IpcError::Denied {
+            path: PathBuf::from("/run/vswitch/controld.sock"),
+            source: std::io::Error::from_raw_os_error(libc::EACCES),
+        });
+        assert_eq!(e.code, EXIT_DENIED);
+        assert!(e.message.contains("group \"vswitch\""), "{}", e.message);
     }
 }
