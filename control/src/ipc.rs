@@ -996,6 +996,7 @@ pub(crate) mod tests {
             | Request::DpAddPort { .. }
             | Request::DpDelPort { .. }
             | Request::DpSetPortVlan { .. }
+            | Request::DpSetPortSecurity { .. }
             | Request::DpAddFlows { .. }
             | Request::DpDelFlows { .. }
             | Request::DpReplaceFlows { .. }
