@@ -49,7 +49,7 @@ fn quick_run_writes_the_schema_and_delivers_the_generators_frames() {
         .spawn()
         .expect("run vswitch-bench");
     // The harness names everything it creates `vb<pid in base 36>…`.
-    let prefix = format!("vb{}", base36(child.id()));
+    let prefix = benches::bench::topology::process_prefix(child.id());
     let out = child.wait_with_output().expect("wait for vswitch-bench");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -107,35 +107,7 @@ fn quick_run_writes_the_schema_and_delivers_the_generators_frames() {
     );
     assert!(svg_text.starts_with("<svg") && svg_text.contains("vswitch-tap"));
     // Everything the run created is gone.
-    let links = Command::new("ip")
-        .args(["-o", "link"])
-        .output()
-        .expect("ip link");
-    let links = String::from_utf8_lossy(&links.stdout);
-    assert!(!links.contains(&prefix), "interfaces left behind:\n{links}");
-    let netns = std::fs::read_dir("/run/netns")
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
-    assert!(
-        !netns.iter().any(|n| n.starts_with(&prefix)),
-        "namespaces left behind: {netns:?}"
-    );
-}
-
-fn base36(mut v: u32) -> String {
-    const D: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
-    let mut s = Vec::new();
-    loop {
-        s.push(D[(v % 36) as usize]);
-        v /= 36;
-        if v == 0 {
-            break;
-        }
-    }
-    s.reverse();
-    String::from_utf8_lossy(&s).into_owned()
+    let (netns, links) = benches::bench::topology::leftovers(&prefix);
+    assert!(links.is_empty(), "interfaces left behind: {links:?}");
+    assert!(netns.is_empty(), "namespaces left behind: {netns:?}");
 }

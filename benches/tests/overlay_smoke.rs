@@ -41,13 +41,13 @@ fn quick_overlay_run_moves_traffic_through_both_pairs() {
         eprintln!("SKIP overlay_smoke: run cargo build --workspace --bins first");
         return;
     }
-    let before = netns_list();
     let child = Command::new(&bench)
         .args(["--vxlan", "--quick", "--pmd-core", "1", "--load-core", "0"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("run vswitch-bench --vxlan");
+    let prefix = benches::bench::topology::process_prefix(child.id());
     let out = child.wait_with_output().expect("wait for vswitch-bench");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -66,21 +66,9 @@ fn quick_overlay_run_moves_traffic_through_both_pairs() {
         "64 B frames through both pairs:\n{stdout}"
     );
     assert!(stdout.contains("RATIO"), "{stdout}");
-    let left: Vec<String> = netns_list()
-        .into_iter()
-        .filter(|n| n.starts_with("vb") && !before.contains(n))
-        .collect();
-    assert!(left.is_empty(), "namespaces left behind: {left:?}");
-}
-
-/// Names of the network namespaces `ip netns` knows.
-fn netns_list() -> Vec<String> {
-    let out = Command::new("ip")
-        .args(["netns", "list"])
-        .output()
-        .expect("ip netns list");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
-        .collect()
+    let (netns, links) = benches::bench::topology::leftovers(&prefix);
+    assert!(
+        netns.is_empty() && links.is_empty(),
+        "left behind: {netns:?} {links:?}"
+    );
 }

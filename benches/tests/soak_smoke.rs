@@ -86,30 +86,7 @@ fn short_soak_reports_rss_samples_churn_and_traffic() {
         !std::path::Path::new(&format!("/tmp/vsb-soak-{pid}")).exists(),
         "run directory left behind"
     );
-    let prefix = format!("vb{}", base36(pid));
-    let netns: Vec<String> = std::fs::read_dir("/run/netns")
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    assert!(
-        !netns.iter().any(|n| n.starts_with(&prefix)),
-        "namespaces left behind: {netns:?}"
-    );
-}
-
-fn base36(mut v: u32) -> String {
-    const D: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
-    let mut s = Vec::new();
-    loop {
-        s.push(D[(v % 36) as usize]);
-        v /= 36;
-        if v == 0 {
-            break;
-        }
-    }
-    s.reverse();
-    String::from_utf8_lossy(&s).into_owned()
+    let prefix = benches::bench::topology::process_prefix(pid);
+    let (netns, _) = benches::bench::topology::leftovers(&prefix);
+    assert!(netns.is_empty(), "namespaces left behind: {netns:?}");
 }

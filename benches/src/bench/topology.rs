@@ -46,11 +46,42 @@ fn base36(mut v: u32) -> String {
     String::from_utf8_lossy(&s).into_owned()
 }
 
+/// The prefix of every name a `vswitch-bench` process with `pid` creates
+/// (`vb` + pid in base 36), for tests that check nothing was left behind.
+pub fn process_prefix(pid: u32) -> String {
+    format!("vb{}", base36(pid))
+}
+
+/// Network namespaces and links whose names start with `prefix` (what a
+/// finished run must not leave behind).
+pub fn leftovers(prefix: &str) -> (Vec<String>, Vec<String>) {
+    let netns = std::fs::read_dir("/run/netns")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(prefix))
+                .collect()
+        })
+        .unwrap_or_default();
+    let links = std::process::Command::new("ip")
+        .args(["-o", "link"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let links = links
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap_or(n).to_owned())
+        .filter(|n| n.starts_with(prefix))
+        .collect();
+    (netns, links)
+}
+
 /// A name prefix unique to this process and call: `vb` + pid + counter
 /// (base 36), at most 10 bytes, leaving room for a 5-byte role suffix.
 pub fn unique_prefix() -> String {
     let n = TOPOLOGIES.fetch_add(1, Ordering::Relaxed);
-    let p = format!("vb{}{}", base36(std::process::id()), base36(n % 1296));
+    let p = format!("{}{}", process_prefix(std::process::id()), base36(n % 1296));
     p.chars().take(10).collect()
 }
 

@@ -92,6 +92,26 @@ impl LinkCache {
     }
 }
 
+/// The state of netdev `dev` as the kernel reports it (two ioctls): gone
+/// when its index no longer matches `ifindex` (deleted, or a new device
+/// under the old name), else admin state and carrier. For ports attached
+/// to an existing netdev (AF_XDP, AF_PACKET); their `health_check` runs it.
+pub(crate) fn probe_netdev_link(
+    netdev: &crate::sys::ethtool::NetdevIoctl,
+    dev: &str,
+    ifindex: u32,
+) -> LinkState {
+    if netdev.index_of(dev).ok() != Some(ifindex) {
+        return LinkState::Down(DownReason::DeviceGone);
+    }
+    match netdev.flags(dev) {
+        Ok(f) if f & libc::IFF_UP as u32 == 0 => LinkState::Down(DownReason::Admin),
+        Ok(f) if f & libc::IFF_RUNNING as u32 == 0 => LinkState::Down(DownReason::NoCarrier),
+        Ok(_) => LinkState::Up,
+        Err(_) => LinkState::Down(DownReason::DeviceGone),
+    }
+}
+
 /// Offloads an egress port can take as they are, so the switch knows
 /// whether it must segment or checksum in software before transmit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -398,15 +398,10 @@ impl AfXdpPort {
     /// True when the device still exists under its name and ifindex.
     /// The device's state as the kernel reports it (two ioctls).
     fn probe_link(&self) -> LinkState {
-        if self.gone.load(Ordering::Relaxed) || !self.device_present() {
+        if self.gone.load(Ordering::Relaxed) {
             return LinkState::Down(DownReason::DeviceGone);
         }
-        match self.netdev.flags(&self.dev) {
-            Ok(f) if f & libc::IFF_UP as u32 == 0 => LinkState::Down(DownReason::Admin),
-            Ok(f) if f & libc::IFF_RUNNING as u32 == 0 => LinkState::Down(DownReason::NoCarrier),
-            Ok(_) => LinkState::Up,
-            Err(_) => LinkState::Down(DownReason::DeviceGone),
-        }
+        super::probe_netdev_link(&self.netdev, &self.dev, self.ifindex)
     }
 
     fn device_present(&self) -> bool {
