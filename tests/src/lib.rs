@@ -10,6 +10,7 @@ pub mod forward;
 pub mod frames;
 pub mod hostile;
 pub mod lab;
+pub mod pattern;
 
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};

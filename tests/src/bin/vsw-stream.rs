@@ -17,27 +17,11 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
+use tests::pattern::fill;
 
 const CHUNK: usize = 64 * 1024;
 /// Hard bound on a whole run, whatever the arguments.
 const LIMIT: Duration = Duration::from_secs(180);
-
-/// splitmix64 of the 8-byte word index: every word differs, so a
-/// duplicated, lost or reordered segment shows up as a mismatch.
-fn word(i: u64) -> u64 {
-    let mut z = i.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-/// The stream's bytes at `[off, off + out.len())`.
-fn fill(off: u64, out: &mut [u8]) {
-    for (i, b) in out.iter_mut().enumerate() {
-        let pos = off + i as u64;
-        *b = word(pos / 8).to_le_bytes()[(pos % 8) as usize];
-    }
-}
 
 fn arg<T: std::str::FromStr>(args: &[String], i: usize, what: &str) -> Result<T, String> {
     args.get(i)
@@ -160,23 +144,5 @@ fn main() -> ExitCode {
             println!("error: {e}");
             ExitCode::FAILURE
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pattern_depends_only_on_the_offset() {
-        let mut whole = vec![0u8; 100];
-        fill(5, &mut whole);
-        let mut parts = vec![0u8; 100];
-        let (a, b) = parts.split_at_mut(11);
-        fill(5, a);
-        fill(16, b);
-        assert_eq!(whole, parts);
-        // Words differ, so a segment delivered at the wrong offset is seen.
-        assert_ne!(&whole[3..11], &whole[11..19]);
     }
 }

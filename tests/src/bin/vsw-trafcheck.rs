@@ -13,30 +13,10 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
+use tests::pattern::fill;
 
 const CHUNK: usize = 256 * 1024;
 const LIMIT: Duration = Duration::from_secs(120);
-
-/// splitmix64: a well-mixed 64-bit word for every 8-byte offset.
-fn word(i: u64) -> u64 {
-    let mut z = i.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-/// The stream's bytes at `[off, off + out.len())`.
-fn fill(off: u64, out: &mut [u8]) {
-    let mut i = 0;
-    while i < out.len() {
-        let pos = off + i as u64;
-        let b = (pos % 8) as usize;
-        let bytes = word(pos / 8).to_le_bytes();
-        let take = (8 - b).min(out.len() - i);
-        out[i..i + take].copy_from_slice(&bytes[b..b + take]);
-        i += take;
-    }
-}
 
 fn parse<T: std::str::FromStr>(args: &[String], i: usize, what: &str) -> Result<T, String> {
     args.get(i)
@@ -200,22 +180,5 @@ fn main() -> ExitCode {
             eprintln!("vsw-trafcheck: {e}");
             ExitCode::FAILURE
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pattern_is_the_same_whatever_the_chunking() {
-        let mut whole = vec![0u8; 1000];
-        fill(3, &mut whole);
-        let mut parts = vec![0u8; 1000];
-        let (a, b) = parts.split_at_mut(13);
-        fill(3, a);
-        fill(16, b);
-        assert_eq!(whole, parts);
-        assert_ne!(&whole[..8], &whole[8..16]);
     }
 }
