@@ -623,8 +623,14 @@ impl Handler for Datapath {
             } => self.add_port(&bridge, ofport, spec),
             Request::DpDelPort { bridge, name } => self.del_port(&bridge, &name),
             Request::DpSetPortVlan { name, vlan } => {
+                let mut ports = self.ports.lock();
                 sw.set_port_vlan(&name, vlan_mode(&vlan))
                     .map_err(switch_err)?;
+                // The recorded spec is what show, the inventory and
+                // reconciliation see: it must say what is in force.
+                if let Some(rec) = ports.get_mut(&name) {
+                    set_vlan_options(&mut rec.spec.options, &vlan);
+                }
                 Ok(Reply::Done)
             }
             Request::DpSetPortSecurity { name, options } => self.set_port_security(&name, options),
@@ -734,6 +740,23 @@ impl Handler for Datapath {
                 ),
             )),
         }
+    }
+}
+
+/// Writes VLAN membership `vlan` into port options as `vlan=`/`trunks=`
+/// (the inverse of [`control::portspec::vlan_of`]).
+fn set_vlan_options(options: &mut BTreeMap<String, String>, vlan: &WireVlan) {
+    options.remove("vlan");
+    options.remove("trunks");
+    match vlan {
+        WireVlan::Access(v) => {
+            options.insert("vlan".into(), v.to_string());
+        }
+        WireVlan::Trunks(t) if !t.is_empty() => {
+            let list: Vec<String> = t.iter().map(u16::to_string).collect();
+            options.insert("trunks".into(), list.join(","));
+        }
+        WireVlan::Trunks(_) | WireVlan::Trunk => {}
     }
 }
 
@@ -854,6 +877,63 @@ mod tests {
             panic!("show expected")
         };
         assert_eq!(s.bridges[0].n_rules, 1);
+    }
+
+    /// A VXLAN port needs no root (a UDP socket on a high port on
+    /// loopback), so the recorded spec can be checked in a unit test.
+    #[test]
+    fn set_port_vlan_is_recorded_in_the_port_spec() {
+        let d = dp();
+        call(
+            &d,
+            Request::DpAddBridge {
+                bridge: "br0".into(),
+            },
+        )
+        .unwrap();
+        let dstport = (40_000 + std::process::id() % 20_000).to_string();
+        call(
+            &d,
+            Request::DpAddPort {
+                bridge: "br0".into(),
+                ofport: 1,
+                spec: PortSpec {
+                    name: "vx0".into(),
+                    r#type: "vxlan".into(),
+                    options: BTreeMap::from([
+                        ("remote".to_owned(), "127.0.0.2".to_owned()),
+                        ("local".to_owned(), "127.0.0.1".to_owned()),
+                        ("dstport".to_owned(), dstport),
+                        ("trunks".to_owned(), "7".to_owned()),
+                    ]),
+                },
+            },
+        )
+        .unwrap();
+        let options = |d: &Datapath| {
+            let Reply::Inventory(inv) = call(d, Request::DpInventory).unwrap() else {
+                panic!("inventory expected")
+            };
+            inv.bridges[0].ports[0].spec.options.clone()
+        };
+        for (vlan, want_vlan, want_trunks) in [
+            (WireVlan::Access(10), Some("10"), None),
+            (WireVlan::Trunks(vec![5, 6]), None, Some("5,6")),
+            (WireVlan::Trunk, None, None),
+        ] {
+            call(
+                &d,
+                Request::DpSetPortVlan {
+                    name: "vx0".into(),
+                    vlan: vlan.clone(),
+                },
+            )
+            .unwrap();
+            let o = options(&d);
+            assert_eq!(o.get("vlan").map(String::as_str), want_vlan, "{vlan:?}");
+            assert_eq!(o.get("trunks").map(String::as_str), want_trunks, "{vlan:?}");
+            assert_eq!(o.get("remote").map(String::as_str), Some("127.0.0.2"));
+        }
     }
 
     #[test]
