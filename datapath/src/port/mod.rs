@@ -49,67 +49,88 @@ pub enum DownReason {
     IoError,
 }
 
-/// A link state kept for the hot path: PMDs ask a port's `link()` on every
-/// poll and flush, so ports whose state costs system calls to read keep
-/// it here, refreshed by `health_check` (about once a second) and by their
-/// own I/O errors.
+/// The link state of a port attached to an existing kernel netdev
+/// (AF_XDP, AF_PACKET), kept for the hot path: PMDs ask `link()` on every
+/// poll and flush, while reading the kernel's state takes two ioctls. So
+/// `link()` reads an atomic that `health_check` (about once a second, from
+/// `Switch::run_timers`) refreshes, and the port's own I/O errors mark the
+/// device gone at once.
 #[derive(Debug)]
-pub struct LinkCache(std::sync::atomic::AtomicU8);
+pub(crate) struct NetdevLink {
+    /// The device vanished (deleted, or a new one under the old name).
+    gone: std::sync::atomic::AtomicBool,
+    /// Last state `refresh` found, encoded by `encode`.
+    state: std::sync::atomic::AtomicU8,
+}
 
-impl LinkCache {
-    /// A cache holding `state`.
-    pub fn new(state: LinkState) -> Self {
-        LinkCache(std::sync::atomic::AtomicU8::new(Self::encode(state)))
+impl NetdevLink {
+    /// Probes `dev` once for the initial state.
+    pub(crate) fn new(netdev: &crate::sys::ethtool::NetdevIoctl, dev: &str, ifindex: u32) -> Self {
+        let l = NetdevLink {
+            gone: std::sync::atomic::AtomicBool::new(false),
+            state: std::sync::atomic::AtomicU8::new(0),
+        };
+        l.refresh(netdev, dev, ifindex);
+        l
     }
 
-    /// The cached state.
+    /// True once the device is known to be gone.
     #[inline]
-    pub fn get(&self) -> LinkState {
-        match self.0.load(std::sync::atomic::Ordering::Relaxed) {
+    pub(crate) fn is_gone(&self) -> bool {
+        self.gone.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Records that the device is gone (from an I/O error or a probe).
+    pub(crate) fn mark_gone(&self) {
+        self.gone.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The cached state, as cheap as an atomic load.
+    #[inline]
+    pub(crate) fn link(&self) -> LinkState {
+        if self.is_gone() {
+            return LinkState::Down(DownReason::DeviceGone);
+        }
+        match self.state.load(std::sync::atomic::Ordering::Relaxed) {
             0 => LinkState::Up,
             1 => LinkState::Down(DownReason::Admin),
-            2 => LinkState::Down(DownReason::DeviceGone),
-            3 => LinkState::Down(DownReason::NoCarrier),
-            _ => LinkState::Down(DownReason::IoError),
+            2 => LinkState::Down(DownReason::NoCarrier),
+            _ => LinkState::Down(DownReason::DeviceGone),
         }
     }
 
-    /// Stores `state` and returns it.
-    pub fn set(&self, state: LinkState) -> LinkState {
-        self.0
-            .store(Self::encode(state), std::sync::atomic::Ordering::Relaxed);
-        state
-    }
-
-    fn encode(state: LinkState) -> u8 {
-        match state {
-            LinkState::Up => 0,
-            LinkState::Down(DownReason::Admin) => 1,
-            LinkState::Down(DownReason::DeviceGone) => 2,
-            LinkState::Down(DownReason::NoCarrier) => 3,
-            LinkState::Down(DownReason::IoError) => 4,
+    /// Asks the kernel (two ioctls): gone when `dev`'s index no longer is
+    /// `ifindex`, else admin state and carrier. Stores and returns it.
+    pub(crate) fn refresh(
+        &self,
+        netdev: &crate::sys::ethtool::NetdevIoctl,
+        dev: &str,
+        ifindex: u32,
+    ) -> LinkState {
+        if !self.is_gone() && !netdev_present(netdev, dev, ifindex) {
+            self.mark_gone();
         }
+        if self.is_gone() {
+            return LinkState::Down(DownReason::DeviceGone);
+        }
+        let code = match netdev.flags(dev) {
+            Ok(f) if f & libc::IFF_UP as u32 == 0 => 1,
+            Ok(f) if f & libc::IFF_RUNNING as u32 == 0 => 2,
+            Ok(_) => 0,
+            Err(_) => 3,
+        };
+        self.state.store(code, std::sync::atomic::Ordering::Relaxed);
+        self.link()
     }
 }
 
-/// The state of netdev `dev` as the kernel reports it (two ioctls): gone
-/// when its index no longer matches `ifindex` (deleted, or a new device
-/// under the old name), else admin state and carrier. For ports attached
-/// to an existing netdev (AF_XDP, AF_PACKET); their `health_check` runs it.
-pub(crate) fn probe_netdev_link(
+/// True when netdev `dev` still exists with index `ifindex` (one ioctl).
+pub(crate) fn netdev_present(
     netdev: &crate::sys::ethtool::NetdevIoctl,
     dev: &str,
     ifindex: u32,
-) -> LinkState {
-    if netdev.index_of(dev).ok() != Some(ifindex) {
-        return LinkState::Down(DownReason::DeviceGone);
-    }
-    match netdev.flags(dev) {
-        Ok(f) if f & libc::IFF_UP as u32 == 0 => LinkState::Down(DownReason::Admin),
-        Ok(f) if f & libc::IFF_RUNNING as u32 == 0 => LinkState::Down(DownReason::NoCarrier),
-        Ok(_) => LinkState::Up,
-        Err(_) => LinkState::Down(DownReason::DeviceGone),
-    }
+) -> bool {
+    netdev.index_of(dev).ok() == Some(ifindex)
 }
 
 /// Offloads an egress port can take as they are, so the switch knows

@@ -16,8 +16,7 @@ mod frame;
 pub use frame::{parse_vnet, write_vnet, VNET_HDR_LEN};
 
 use super::{
-    DownReason, LinkCache, LinkState, OffloadCaps, Port, PortCounters, PortError, PortKind,
-    PortStats,
+    LinkState, NetdevLink, OffloadCaps, Port, PortCounters, PortError, PortKind, PortStats,
 };
 use crate::packet::{Batch, PacketPool};
 use crate::sys::ethtool::NetdevIoctl;
@@ -26,7 +25,7 @@ use parking_lot::Mutex;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Bytes per rx block: room for a whole 64 KiB GSO frame with headers.
 pub const RX_BLOCK_SIZE: u32 = 128 * 1024;
@@ -205,9 +204,8 @@ pub struct AfPacketPort {
     mac: [u8; 6],
     mtu: u32,
     netdev: NetdevIoctl,
-    gone: AtomicBool,
-    /// Link state for the hot path, refreshed by `health_check`.
-    link_cache: LinkCache,
+    /// Link state for the hot path; whether the device is gone.
+    netlink: NetdevLink,
     counters: PortCounters,
 }
 
@@ -351,7 +349,8 @@ impl AfPacketPort {
         setsockopt(raw, libc::PACKET_ADD_MEMBERSHIP, &mreq)
             .map_err(sock_err("PACKET_MR_PROMISC"))?;
         tracing::info!(port, dev, "AF_PACKET port attached (TPACKET_V3, vnet_hdr)");
-        let port = AfPacketPort {
+        let netlink = NetdevLink::new(&netdev, &dev, ifindex);
+        Ok(AfPacketPort {
             rx: Mutex::new(RxCursor {
                 block: 0,
                 left: 0,
@@ -368,12 +367,9 @@ impl AfPacketPort {
             mac,
             mtu,
             netdev,
-            gone: AtomicBool::new(false),
-            link_cache: LinkCache::new(LinkState::Up),
+            netlink,
             counters: PortCounters::default(),
-        };
-        port.link_cache.set(port.probe_link());
-        Ok(port)
+        })
     }
 
     fn block(&self, i: u32) -> *mut u8 {
@@ -415,20 +411,13 @@ impl AfPacketPort {
         (rc == 0 && v != 0).then_some(v)
     }
 
-    /// The device's state as the kernel reports it (two ioctls).
-    fn probe_link(&self) -> LinkState {
-        if self.gone.load(Ordering::Relaxed) {
-            return LinkState::Down(DownReason::DeviceGone);
-        }
-        super::probe_netdev_link(&self.netdev, &self.dev, self.ifindex)
-    }
-
+    /// True when the device still exists under its name and ifindex.
     fn device_present(&self) -> bool {
-        self.netdev.index_of(&self.dev).ok() == Some(self.ifindex)
+        super::netdev_present(&self.netdev, &self.dev, self.ifindex)
     }
 
     fn gone_error(&self) -> PortError {
-        self.gone.store(true, Ordering::Relaxed);
+        self.netlink.mark_gone();
         PortError::DeviceGone {
             port: self.name.clone(),
         }
@@ -450,7 +439,7 @@ impl Port for AfPacketPort {
         pool: &mut PacketPool,
         out: &mut Batch,
     ) -> Result<usize, PortError> {
-        if self.gone.load(Ordering::Relaxed) {
+        if self.netlink.is_gone() {
             return Err(self.gone_error());
         }
         let mut c = self.rx.lock();
@@ -555,7 +544,7 @@ impl Port for AfPacketPort {
         pkts: &mut Batch,
         pool: &mut PacketPool,
     ) -> Result<usize, PortError> {
-        if self.gone.load(Ordering::Relaxed) {
+        if self.netlink.is_gone() {
             let n = pkts.len() as u64;
             pool.free_all(pkts.drain());
             self.counters.tx_dropped(n);
@@ -641,19 +630,13 @@ impl Port for AfPacketPort {
     }
 
     fn link(&self) -> LinkState {
-        if self.gone.load(Ordering::Relaxed) {
-            return LinkState::Down(DownReason::DeviceGone);
-        }
-        self.link_cache.get()
+        self.netlink.link()
     }
 
     fn health_check(&self) -> LinkState {
-        // Marks the port gone at once, so the next rx/tx burst reports it
-        // without waiting for the idle-poll socket error check.
-        if !self.gone.load(Ordering::Relaxed) && !self.device_present() {
-            self.gone.store(true, Ordering::Relaxed);
-        }
-        self.link_cache.set(self.probe_link())
+        // A vanished device marks the port gone at once, so the next rx/tx
+        // burst reports it without waiting for a socket error.
+        self.netlink.refresh(&self.netdev, &self.dev, self.ifindex)
     }
 
     fn mac(&self) -> [u8; 6] {

@@ -23,13 +23,13 @@ mod xsk;
 pub use offload::{OffloadChange, PeerOffloads};
 pub use xsk::{BindMode, FRAME_SIZE, NUM_FRAMES};
 
-use super::{DownReason, LinkCache, OffloadCaps};
 use super::{LinkState, Port, PortCounters, PortError, PortKind, PortStats};
+use super::{NetdevLink, OffloadCaps};
 use crate::packet::{Batch, PacketPool};
 use crate::sys::bpf::{BpfError, XdpLink, XdpMode, XdpProgram, XskMap};
 use crate::sys::ethtool::NetdevIoctl;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use xsk::Xsk;
 
 /// Largest MTU a veth accepts for native single-buffer XDP (a page minus
@@ -241,9 +241,8 @@ pub struct AfXdpPort {
     mac: [u8; 6],
     mtu: u32,
     netdev: NetdevIoctl,
-    gone: AtomicBool,
-    /// Link state for the hot path, refreshed by `health_check`.
-    link_cache: LinkCache,
+    /// Link state for the hot path; whether the device is gone.
+    netlink: NetdevLink,
     csum_fixed: AtomicU64,
     counters: PortCounters,
 }
@@ -349,7 +348,8 @@ impl AfXdpPort {
             multi_buffer,
             "AF_XDP port attached"
         );
-        let port = AfXdpPort {
+        let netlink = NetdevLink::new(&netdev, &dev, ifindex);
+        Ok(AfXdpPort {
             link,
             _prog: prog,
             _map: map,
@@ -361,13 +361,10 @@ impl AfXdpPort {
             mac,
             mtu,
             netdev,
-            gone: AtomicBool::new(false),
-            link_cache: LinkCache::new(LinkState::Up),
+            netlink,
             csum_fixed: AtomicU64::new(0),
             counters: PortCounters::default(),
-        };
-        port.link_cache.set(port.probe_link());
-        Ok(port)
+        })
     }
 
     /// The mode the program was attached in.
@@ -396,20 +393,12 @@ impl AfXdpPort {
     }
 
     /// True when the device still exists under its name and ifindex.
-    /// The device's state as the kernel reports it (two ioctls).
-    fn probe_link(&self) -> LinkState {
-        if self.gone.load(Ordering::Relaxed) {
-            return LinkState::Down(DownReason::DeviceGone);
-        }
-        super::probe_netdev_link(&self.netdev, &self.dev, self.ifindex)
-    }
-
     fn device_present(&self) -> bool {
-        self.netdev.index_of(&self.dev).ok() == Some(self.ifindex)
+        super::netdev_present(&self.netdev, &self.dev, self.ifindex)
     }
 
     fn gone_error(&self) -> PortError {
-        self.gone.store(true, Ordering::Relaxed);
+        self.netlink.mark_gone();
         PortError::DeviceGone {
             port: self.name.clone(),
         }
@@ -443,7 +432,7 @@ impl Port for AfXdpPort {
         pool: &mut PacketPool,
         out: &mut Batch,
     ) -> Result<usize, PortError> {
-        if self.gone.load(Ordering::Relaxed) {
+        if self.netlink.is_gone() {
             return Err(self.gone_error());
         }
         let r = self.queue(rxq).rx_burst(pool, out);
@@ -466,7 +455,7 @@ impl Port for AfXdpPort {
         pkts: &mut Batch,
         pool: &mut PacketPool,
     ) -> Result<usize, PortError> {
-        if self.gone.load(Ordering::Relaxed) {
+        if self.netlink.is_gone() {
             let n = pkts.len() as u64;
             pool.free_all(pkts.drain());
             self.counters.tx_dropped(n);
@@ -493,19 +482,13 @@ impl Port for AfXdpPort {
     }
 
     fn link(&self) -> LinkState {
-        if self.gone.load(Ordering::Relaxed) {
-            return LinkState::Down(DownReason::DeviceGone);
-        }
-        self.link_cache.get()
+        self.netlink.link()
     }
 
     fn health_check(&self) -> LinkState {
-        // Marks the port gone at once, so the next rx/tx burst reports it
-        // without waiting for the idle-poll socket error check.
-        if !self.gone.load(Ordering::Relaxed) && !self.device_present() {
-            self.gone.store(true, Ordering::Relaxed);
-        }
-        self.link_cache.set(self.probe_link())
+        // A vanished device marks the port gone at once, so the next rx/tx
+        // burst reports it without waiting for a socket error.
+        self.netlink.refresh(&self.netdev, &self.dev, self.ifindex)
     }
 
     fn mac(&self) -> [u8; 6] {
