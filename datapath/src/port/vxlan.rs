@@ -54,8 +54,10 @@ const MAX_UDP_PAYLOAD: usize = 65_535 - 20 - 8;
 /// Most segments in one UDP GSO message (`UDP_MAX_SEGMENTS` of older
 /// kernels; newer ones allow more).
 const MAX_GSO_SEGMENTS: usize = 64;
+/// An 802.1Q tag.
+const VLAN_TAG: usize = 4;
 /// Ethernet header plus one VLAN tag, on top of the inner L3 MTU.
-const INNER_L2: usize = 14 + 4;
+const INNER_L2: usize = 14 + VLAN_TAG;
 
 // include/uapi/linux/udp.h
 const SOL_UDP: libc::c_int = 17;
@@ -275,7 +277,6 @@ struct DropCounters {
 }
 
 /// Per-call tallies, added to the atomics once per burst.
-#[derive(Default)]
 struct Tally {
     vtep_packets: Vec<u64>,
     vtep_bytes: Vec<u64>,
@@ -290,6 +291,12 @@ impl Tally {
             drops: VxlanDrops::default(),
         }
     }
+    /// Counts one frame of `bytes` delivered from (or to) remote `vtep`.
+    fn delivered(&mut self, vtep: usize, bytes: u64) {
+        self.vtep_packets[vtep] += 1;
+        self.vtep_bytes[vtep] += bytes;
+    }
+
     fn clear(&mut self) {
         self.vtep_packets.fill(0);
         self.vtep_bytes.fill(0);
@@ -805,7 +812,6 @@ impl Port for VxlanPort {
         let before = out.len();
         let max_frame = self.max_inner_frame();
         let mut polled = false;
-        let (mut pkts, mut bytes) = (0u64, 0u64);
         loop {
             if st.next >= st.count {
                 if polled {
@@ -880,14 +886,12 @@ impl Port for VxlanPort {
                     Some(mut p) => {
                         p.copy_from(inner);
                         p.tunnel = tunnel;
-                        if !adopt_gso(&mut p, 0, max_frame - 4) {
+                        // Segments are untagged: no room for a VLAN tag.
+                        if !adopt_gso(&mut p, 0, max_frame - VLAN_TAG) {
                             adopt_partial_checksum(&mut p);
                         }
                         push_out(out, p);
-                        st.tally.vtep_packets[vtep] += 1;
-                        st.tally.vtep_bytes[vtep] += inner_len;
-                        pkts += 1;
-                        bytes += inner_len;
+                        st.tally.delivered(vtep, inner_len);
                     }
                     None => st.tally.drops.no_buffer += 1,
                 }
@@ -901,10 +905,7 @@ impl Port for VxlanPort {
             let inner_len = inner.len() as u64;
             let ok = st.gro.push(inner, tunnel, pool, |p| push_out(out, p));
             if ok {
-                st.tally.vtep_packets[vtep] += 1;
-                st.tally.vtep_bytes[vtep] += inner_len;
-                pkts += 1;
-                bytes += inner_len;
+                st.tally.delivered(vtep, inner_len);
             } else {
                 st.tally.drops.no_buffer += 1;
             }
@@ -914,10 +915,12 @@ impl Port for VxlanPort {
         self.drops
             .gro_merged
             .fetch_add(std::mem::take(&mut st.gro.merged), Relaxed);
-        self.counters.rx(pkts, bytes);
-        let mut tally = std::mem::take(&mut st.tally);
-        self.add_tally(&mut tally, true);
-        st.tally = tally;
+        // Every delivered frame came from a configured remote.
+        self.counters.rx(
+            st.tally.vtep_packets.iter().sum(),
+            st.tally.vtep_bytes.iter().sum(),
+        );
+        self.add_tally(&mut st.tally, true);
         Ok(out.len() - before)
     }
 
@@ -940,33 +943,37 @@ impl Port for VxlanPort {
             let sock = flow_hash(pkt.data()) as usize % self.tx_socks.len();
             let first = st.datagrams.len();
             if pkt.offload.is_gso() {
-                if let Some(plan) = plan_for_tunnel(&mut pkt, max_frame) {
-                    if st.hdr_used + plan.segments() <= HDR_SLOTS
-                        && VXLAN_HLEN + plan.header_len() <= HDR_SLOT
-                    {
-                        if !st.push_segments(&pkt, &plan, vni) {
-                            st.tally.drops.malformed += 1;
-                            pool.free(pkt);
-                            continue;
-                        }
-                        st.held.push(pkt);
-                        self.queue_messages(st, first, sock, dst);
+                let Some(plan) = plan_for_tunnel(&mut pkt, max_frame) else {
+                    st.tally.drops.malformed += 1;
+                    pool.free(pkt);
+                    continue;
+                };
+                if st.hdr_used + plan.segments() <= HDR_SLOTS
+                    && VXLAN_HLEN + plan.header_len() <= HDR_SLOT
+                {
+                    if !st.push_segments(&pkt, &plan, vni) {
+                        st.tally.drops.malformed += 1;
+                        pool.free(pkt);
                         continue;
                     }
+                    st.held.push(pkt);
+                    self.queue_messages(st, first, sock, dst);
+                    continue;
                 }
                 // Headers too large for a slot, or no slots left: cut into
                 // copies (the same segments, one buffer each).
-                if !segment_for_tunnel(&mut pkt, pool, max_frame, &mut st.segs) {
-                    st.tally.drops.malformed += 1;
-                    pool.free(pkt);
-                    pool.free_all(st.segs.drain(..));
-                    continue;
-                }
+                let mut segs = std::mem::take(&mut st.segs);
+                let cut = crate::wire::segment(&pkt, pool, |s| segs.push(s)).is_ok();
                 pool.free(pkt);
-                let segs = std::mem::take(&mut st.segs);
-                for s in segs {
-                    st.push_whole(s, vni, max_frame, pool);
+                if cut {
+                    for s in segs.drain(..) {
+                        st.push_whole(s, vni, max_frame, pool);
+                    }
+                } else {
+                    st.tally.drops.malformed += 1;
+                    pool.free_all(segs.drain(..));
                 }
+                st.segs = segs;
             } else {
                 if pkt.offload.needs_csum() && finish_packet_checksum(&mut pkt).is_err() {
                     st.tally.drops.malformed += 1;
@@ -983,9 +990,7 @@ impl Port for VxlanPort {
         st.datagrams.clear();
         st.iovs.clear();
         st.hdr_used = 0;
-        let mut tally = std::mem::take(&mut st.tally);
-        self.add_tally(&mut tally, false);
-        st.tally = tally;
+        self.add_tally(&mut st.tally, false);
         Ok(sent)
     }
 
@@ -1112,26 +1117,6 @@ fn push_out(out: &mut Batch, p: Packet) {
     // the packet's buffer is simply released.
     let pushed = out.push(p);
     debug_assert!(pushed.is_ok(), "rx batch overflow");
-}
-
-/// Cuts a GSO frame into segments that fit `max_frame` (lowering the MSS
-/// when the sender's is too large for the tunnel), complete checksums.
-fn segment_for_tunnel(
-    pkt: &mut Packet,
-    pool: &mut PacketPool,
-    max_frame: usize,
-    segs: &mut Vec<Packet>,
-) -> bool {
-    let Ok(hdr) = crate::wire::segment_header_len(pkt) else {
-        return false;
-    };
-    let room = max_frame.saturating_sub(hdr);
-    if room == 0 {
-        return false;
-    }
-    let mss = usize::from(pkt.offload.gso_size).min(room).max(1);
-    pkt.offload.gso_size = mss as u16;
-    crate::wire::segment(pkt, pool, |s| segs.push(s)).is_ok()
 }
 
 impl VxlanPort {
