@@ -28,6 +28,7 @@
 //! the checksum instead of the container dropping the packet.
 
 use super::checksum::{add_bytes, checksum, finish, pseudo_header_ipv4, pseudo_header_ipv6};
+use super::ether_type_l3;
 use super::offload::{fill_ipv4_checksum, make_partial_checksum};
 use super::rewrite::{HeaderLayout, L4Checksum};
 use crate::packet::{GsoType, OffloadMeta, Packet, PacketPool, SizeClass, TunnelMeta};
@@ -121,15 +122,12 @@ pub fn tcp_segment(frame: &[u8]) -> Option<TcpSegment> {
 /// Returns true when it did. O(headers) unless the field matches.
 pub fn adopt_partial_checksum(pkt: &mut Packet) -> bool {
     let f = pkt.data();
-    let mut l3 = ETH_LEN;
     if f.len() < ETH_LEN + IPV4_LEN {
         return false;
     }
-    let mut et = u16::from_be_bytes([f[12], f[13]]);
-    if et == 0x8100 || et == 0x88a8 {
-        et = u16::from_be_bytes([f[16], f[17]]);
-        l3 += 4;
-    }
+    let Some((et, l3)) = ether_type_l3(f) else {
+        return false;
+    };
     let (l4, proto, ip_end, pseudo) = match et {
         0x0800 if f.len() >= l3 + IPV4_LEN => {
             let ihl = usize::from(f[l3] & 0x0f) * 4;
@@ -183,12 +181,7 @@ pub fn adopt_partial_checksum(pkt: &mut Packet) -> bool {
 /// Length the inner frame's own IP header claims (Ethernet, optional VLAN
 /// tag, IPv4 total length or IPv6 payload + 40), or None when not IP.
 pub fn claimed_frame_len(f: &[u8]) -> Option<usize> {
-    let mut l3 = ETH_LEN;
-    let mut et = u16::from_be_bytes([*f.get(12)?, *f.get(13)?]);
-    if et == 0x8100 || et == 0x88a8 {
-        et = u16::from_be_bytes([*f.get(16)?, *f.get(17)?]);
-        l3 += 4;
-    }
+    let (et, l3) = ether_type_l3(f)?;
     match et {
         0x0800 => Some(l3 + usize::from(u16::from_be_bytes([*f.get(l3 + 2)?, *f.get(l3 + 3)?]))),
         0x86dd => Some(

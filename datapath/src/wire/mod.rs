@@ -30,6 +30,18 @@ pub use rewrite::{
     set_tp_src, HeaderLayout, L4Checksum, RewriteError,
 };
 
+/// EtherType and L3 offset of an Ethernet frame, after at most one
+/// 802.1Q/802.1ad tag; None when the frame is too short to tell. For the
+/// quick looks (VXLAN source-port hash, GRO, offload adoption) that do not
+/// need a full [`crate::flow::extract`].
+pub(crate) fn ether_type_l3(frame: &[u8]) -> Option<(u16, usize)> {
+    let et = u16::from_be_bytes([*frame.get(12)?, *frame.get(13)?]);
+    if et == 0x8100 || et == 0x88a8 {
+        return Some((u16::from_be_bytes([*frame.get(16)?, *frame.get(17)?]), 18));
+    }
+    Some((et, 14))
+}
+
 /// Checksum verification through etherparse, the tests' oracle.
 #[cfg(test)]
 pub(crate) mod oracle {

@@ -100,14 +100,8 @@ pub fn flow_hash(frame: &[u8]) -> u32 {
     let mut h = Fnv::new();
     let macs = frame.len().min(12);
     h.write(&frame[..macs]);
-    let mut l3 = 14;
-    let mut ether_type = be16(frame, 12);
-    if matches!(ether_type, Some(0x8100) | Some(0x88a8)) {
-        ether_type = be16(frame, 16);
-        l3 = 18;
-    }
-    match ether_type {
-        Some(0x0800) if frame.len() >= l3 + 20 => {
+    match super::ether_type_l3(frame) {
+        Some((0x0800, l3)) if frame.len() >= l3 + 20 => {
             let ihl = usize::from(frame[l3] & 0x0f) * 4;
             let proto = frame[l3 + 9];
             h.write(&frame[l3 + 12..l3 + 20]);
@@ -120,7 +114,7 @@ pub fn flow_hash(frame: &[u8]) -> u32 {
                 }
             }
         }
-        Some(0x86dd) if frame.len() >= l3 + 40 => {
+        Some((0x86dd, l3)) if frame.len() >= l3 + 40 => {
             let proto = frame[l3 + 6];
             h.write(&frame[l3 + 8..l3 + 40]);
             h.write(&[proto]);
