@@ -396,19 +396,7 @@ impl AfPacketPort {
     }
 
     fn take_error(&self) -> Option<i32> {
-        let mut v: libc::c_int = 0;
-        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: `v` is a writable c_int of `len` bytes.
-        let rc = unsafe {
-            libc::getsockopt(
-                self.fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_ERROR,
-                &mut v as *mut _ as *mut libc::c_void,
-                &mut len,
-            )
-        };
-        (rc == 0 && v != 0).then_some(v)
+        crate::sys::take_socket_error(std::os::fd::AsFd::as_fd(&self.fd))
     }
 
     /// True when the device still exists under its name and ifindex.
