@@ -43,8 +43,20 @@ fn open(dev: &str) -> Arc<AfXdpPort> {
 }
 
 fn tx_checksum_on(text: &str) -> bool {
+    feature_on(text, "tx-checksumming")
+}
+
+fn feature_on(text: &str, name: &str) -> bool {
     text.lines()
-        .any(|l| l.starts_with("tx-checksumming:") && l.contains(": on"))
+        .any(|l| l.starts_with(&format!("{name}:")) && l.contains(": on"))
+}
+
+/// The peer's receive set-up: (GRO on, `threaded` attribute).
+fn peer_napi(t: &Topology) -> (bool, String) {
+    let gro = feature_on(&t.offloads(&t.ns2, t.dev2()), "generic-receive-offload");
+    let path = format!("/sys/class/net/{}/threaded", t.dev2());
+    let threaded = t.ns2.exec_ok("cat", &[&path]).trim().to_string();
+    (gro, threaded)
 }
 
 #[test]
@@ -55,8 +67,22 @@ fn afxdp_forwards_ping_arp_tcp_and_udp_with_default_offloads() {
     let _serial = serial();
     let t = Topology::new(1500);
     let offloads_before = t.offloads(&t.ns2, t.dev2());
+    let napi_before = peer_napi(&t);
     let p1 = open(t.port1());
     let p2 = open(t.port2());
+    // peer-napi=threaded (default): the container's receive runs in its
+    // own NAPI thread, not inside the PMD's transmit.
+    assert_eq!(
+        peer_napi(&t),
+        (true, "1".to_string()),
+        "peer GRO on and NAPI threaded while the port lives"
+    );
+    if napi_before.1 != "1" {
+        assert!(p2
+            .offload_changes()
+            .iter()
+            .any(|c| c.what.name() == "threaded-napi" && !c.was_on));
+    }
     eprintln!(
         "afxdp: mode {:?}, bind {:?}, offloads changed: {}",
         p1.xdp_mode(),
@@ -77,10 +103,7 @@ fn afxdp_forwards_ping_arp_tcp_and_udp_with_default_offloads() {
             !tx_checksum_on(&t.offloads(&t.ns2, t.dev2())),
             "peer tx checksum switched off"
         );
-        assert!(p2
-            .offload_changes()
-            .iter()
-            .any(|c| c.offload.name() == "tx"));
+        assert!(p2.offload_changes().iter().any(|c| c.what.name() == "tx"));
     }
     let fwd = Forwarder::start(p1.clone(), p2.clone(), Duration::from_secs(120));
 
@@ -113,6 +136,7 @@ fn afxdp_forwards_ping_arp_tcp_and_udp_with_default_offloads() {
     assert_eq!(fwd.stats.errors.load(Ordering::Relaxed), 0);
     drop(fwd);
     drop(p2);
+    assert_eq!(peer_napi(&t), napi_before, "peer GRO/NAPI restored");
     // Dropping the port restores the peer's offloads.
     if tx_checksum_on(&offloads_before) {
         assert!(

@@ -63,6 +63,28 @@ pub enum NetnsError {
         /// The name.
         name: String,
     },
+    /// A private sysfs for the namespace could not be mounted.
+    #[error("netns \"{name}\": mounting a private sysfs failed ({op})")]
+    Sysfs {
+        /// The name.
+        name: String,
+        /// The failed step.
+        op: &'static str,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// A device attribute could not be read or written.
+    #[error("{path}: {op} failed")]
+    Attribute {
+        /// The sysfs path (as seen inside the namespace).
+        path: String,
+        /// read or write.
+        op: &'static str,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
 }
 
 /// An open handle on a named network namespace (keeps it alive while
@@ -192,9 +214,123 @@ where
     }
 }
 
+/// Reads the sysfs attribute `/sys/class/net/DEV/ATTR` of a device in
+/// namespace `name` (None: ours) and, when `new` is given, writes it; returns
+/// the value before the write, trimmed.
+///
+/// sysfs lists the devices of the namespace it was *mounted* in, not of the
+/// reader's, so for a named namespace the helper thread also takes its own
+/// mount namespace, turns every mount into a slave (nothing propagates back
+/// to ours) and mounts a fresh sysfs over /sys — what `ip netns exec` does
+/// for a whole process. The thread and its mounts vanish when it ends.
+pub fn netdev_sysfs_attr(
+    name: Option<&str>,
+    dev: &str,
+    attr: &str,
+    new: Option<&str>,
+) -> Result<String, NetnsError> {
+    let path = format!("/sys/class/net/{dev}/{attr}");
+    let bad = |p: &str| p.is_empty() || p.contains('/') || p == "." || p == "..";
+    if bad(dev) || bad(attr) {
+        return Err(NetnsError::Attribute {
+            path,
+            op: "name check",
+            source: io::Error::from(io::ErrorKind::InvalidInput),
+        });
+    }
+    let access = |path: &str| -> Result<String, NetnsError> {
+        let err = |op: &'static str| {
+            move |source| NetnsError::Attribute {
+                path: path.to_owned(),
+                op,
+                source,
+            }
+        };
+        let old = std::fs::read_to_string(path).map_err(err("read"))?;
+        if let Some(v) = new {
+            std::fs::write(path, v).map_err(err("write"))?;
+        }
+        Ok(old.trim().to_owned())
+    };
+    let Some(ns_name) = name else {
+        return access(&path);
+    };
+    let ns = NetnsHandle::open(ns_name)?;
+    in_netns(&ns, || {
+        private_sysfs(ns_name)?;
+        access(&path)
+    })?
+}
+
+/// Gives the calling (helper) thread its own mount namespace with a sysfs
+/// of its current network namespace on /sys.
+fn private_sysfs(name: &str) -> Result<(), NetnsError> {
+    let fail = |op: &'static str| NetnsError::Sysfs {
+        name: name.to_owned(),
+        op,
+        source: io::Error::last_os_error(),
+    };
+    // SAFETY: unshare(2) with a constant flag; CLONE_NEWNS implies a
+    // private fs_struct for this thread only (allowed in a threaded
+    // process, unlike CLONE_VM).
+    if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
+        return Err(fail("unshare(CLONE_NEWNS)"));
+    }
+    let root = c"/";
+    let sys = c"/sys";
+    let sysfs = c"sysfs";
+    // SAFETY: constant NUL-terminated strings; only this thread's new
+    // mount namespace is changed.
+    let rc = unsafe {
+        libc::mount(
+            std::ptr::null(),
+            root.as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_SLAVE,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(fail("make / a slave"));
+    }
+    // SAFETY: as above; a fresh sysfs shows the thread's network namespace.
+    let rc = unsafe {
+        libc::mount(
+            sysfs.as_ptr(),
+            sys.as_ptr(),
+            sysfs.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(fail("mount sysfs"));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sysfs_attributes_are_read_and_bad_names_refused() {
+        let mtu = netdev_sysfs_attr(None, "lo", "mtu", None).expect("lo has an mtu");
+        assert!(mtu.parse::<u32>().is_ok(), "{mtu:?}");
+        for (dev, attr) in [
+            ("../lo", "mtu"),
+            ("lo", "../../x"),
+            ("", "mtu"),
+            ("..", "mtu"),
+        ] {
+            let e = netdev_sysfs_attr(None, dev, attr, None).unwrap_err();
+            assert!(matches!(e, NetnsError::Attribute { .. }), "{e}");
+        }
+        assert!(matches!(
+            netdev_sysfs_attr(Some("vsw-no-such-ns-x"), "lo", "mtu", None),
+            Err(NetnsError::Missing { .. })
+        ));
+    }
 
     #[test]
     fn names_that_escape_the_netns_directory_are_refused() {

@@ -20,7 +20,7 @@ mod offload;
 mod ring;
 mod xsk;
 
-pub use offload::{OffloadChange, PeerOffloads};
+pub use offload::{OffloadChange, PeerOffloads, Tunable};
 pub use xsk::{BindMode, FRAME_SIZE, NUM_FRAMES};
 
 use super::{LinkState, Port, PortCounters, PortError, PortKind, PortStats};
@@ -71,8 +71,13 @@ pub struct AfXdpConfig {
     pub mode: AttachMode,
     /// Rx queues (one socket each), `queues=N`.
     pub queues: u32,
-    /// Switch off the peer's checksum/TSO offloads (default true).
+    /// Switch off the peer's checksum/TSO offloads (default true); false
+    /// leaves every device setting alone, `peer_napi` included.
     pub fix_offloads: bool,
+    /// Run the veth peer's receive in a NAPI thread instead of inside the
+    /// PMD's transmit (`peer-napi=threaded|inline`, default threaded; see
+    /// [`PeerOffloads`]).
+    pub peer_napi: bool,
 }
 
 impl AfXdpConfig {
@@ -84,6 +89,7 @@ impl AfXdpConfig {
             mode: AttachMode::Auto,
             queues: 1,
             fix_offloads: true,
+            peer_napi: true,
         }
     }
 }
@@ -91,7 +97,7 @@ impl AfXdpConfig {
 impl AfXdpConfig {
     /// Builds a config from `add-port NAME type=afxdp key=value...` options:
     /// `dev=IFACE` (required), `mode=auto|native|generic`, `queues=N`,
-    /// `fix-offloads=true|false`.
+    /// `fix-offloads=true|false`, `peer-napi=threaded|inline`.
     pub fn from_options<'a>(
         name: &str,
         options: impl IntoIterator<Item = (&'a str, &'a str)>,
@@ -116,6 +122,13 @@ impl AfXdpConfig {
                         .ok_or_else(|| bad(key, value))?
                 }
                 "fix-offloads" => cfg.fix_offloads = value.parse().map_err(|_| bad(key, value))?,
+                "peer-napi" => {
+                    cfg.peer_napi = match value {
+                        "threaded" => true,
+                        "inline" => false,
+                        _ => return Err(bad(key, value)),
+                    }
+                }
                 _ => return Err(bad(key, value)),
             }
         }
@@ -130,7 +143,7 @@ impl AfXdpConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum AfXdpError {
     /// An option was unknown or had a bad value.
-    #[error("port \"{port}\": bad option {key}={value:?} (dev=IFACE, mode=auto|native|generic, queues=1..64, fix-offloads=true|false)")]
+    #[error("port \"{port}\": bad option {key}={value:?} (dev=IFACE, mode=auto|native|generic, queues=1..64, fix-offloads=true|false, peer-napi=threaded|inline)")]
     BadOption {
         /// Port name.
         port: String,
@@ -282,7 +295,7 @@ impl AfXdpPort {
         let multi_buffer = mtu > SINGLE_BUFFER_MTU;
 
         let offloads = if cfg.fix_offloads {
-            PeerOffloads::disable(&port, &dev, ifindex)
+            PeerOffloads::disable(&port, &dev, ifindex, cfg.peer_napi)
         } else {
             PeerOffloads::default()
         };
@@ -539,9 +552,11 @@ mod tests {
         .unwrap();
         assert_eq!((c.name.as_str(), c.dev.as_str()), ("p1", "veth0"));
         assert_eq!(
-            (c.mode, c.queues, c.fix_offloads),
-            (AttachMode::Generic, 4, true)
+            (c.mode, c.queues, c.fix_offloads, c.peer_napi),
+            (AttachMode::Generic, 4, true, true)
         );
+        let c = AfXdpConfig::from_options("p1", [("dev", "v0"), ("peer-napi", "inline")]).unwrap();
+        assert!(!c.peer_napi);
     }
 
     #[test]
@@ -550,6 +565,7 @@ mod tests {
             vec![("dev", "v0"), ("mode", "turbo")],
             vec![("dev", "v0"), ("queues", "0")],
             vec![("dev", "v0"), ("colour", "red")],
+            vec![("dev", "v0"), ("peer-napi", "yes")],
             vec![("mode", "auto")],
         ] {
             let e = AfXdpConfig::from_options("p9", opts).unwrap_err();
