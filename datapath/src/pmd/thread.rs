@@ -239,11 +239,14 @@ fn run(cfg: PmdThreadConfig, stop: &AtomicBool, wake: RawFd) {
     while !stop.load(Ordering::Acquire) {
         let snap = cfg.snap.load_full();
         let queues = snap.rxqs.get(cfg.index).map(Vec::as_slice).unwrap_or(&[]);
+        // Two clock reads per iteration: the datapath clock, busy/idle
+        // time and the housekeeping timer all derive from them.
         let t0 = Instant::now();
-        let now_ms = cfg.epoch.elapsed().as_millis() as u64;
+        let now_ms = t0.saturating_duration_since(cfg.epoch).as_millis() as u64;
         let mut pmd = cfg.pmd.lock();
         let n = pmd.poll(&snap, queues, now_ms);
-        let dt = t0.elapsed().as_nanos() as u64;
+        let t1 = Instant::now();
+        let dt = t1.saturating_duration_since(t0).as_nanos() as u64;
         if n > 0 {
             pmd.add_busy_ns(dt);
             idle_iters = 0;
@@ -251,16 +254,16 @@ fn run(cfg: PmdThreadConfig, stop: &AtomicBool, wake: RawFd) {
             pmd.add_idle_ns(dt);
             idle_iters = idle_iters.saturating_add(1);
         }
-        if last_housekeeping.elapsed() >= HOUSEKEEPING {
+        if t1.saturating_duration_since(last_housekeeping) >= HOUSEKEEPING {
             pmd.housekeeping();
-            last_housekeeping = Instant::now();
+            last_housekeeping = t1;
         }
         drop(pmd);
         if n > 0 {
             continue;
         }
         match cfg.idle {
-            IdleMode::Poll => std::hint::spin_loop(),
+            IdleMode::Poll => idle_pause(),
             IdleMode::Adaptive if idle_iters >= IDLE_ITERATIONS_BEFORE_SLEEP => {
                 if sleeper.as_ref().is_none_or(|(g, _)| *g != snap.generation) {
                     sleeper = Sleeper::new(&snap, cfg.index, wake)
@@ -281,7 +284,18 @@ fn run(cfg: PmdThreadConfig, stop: &AtomicBool, wake: RawFd) {
                 }
                 cfg.pmd.lock().add_idle_ns(t.elapsed().as_nanos() as u64);
             }
-            IdleMode::Adaptive => std::hint::spin_loop(),
+            IdleMode::Adaptive => idle_pause(),
         }
     }
+}
+
+/// An empty poll gives the core away for a moment. The kernel work our
+/// ports trigger (a container's NAPI thread, softirqs deferred to
+/// ksoftirqd) often runs on the PMD's own core; a PMD that only spun
+/// would get an equal share of it and spend it polling empty rings while
+/// that work, which produces the next packets or consumes the last ones,
+/// waited. `sched_yield` returns at once when nothing else is runnable,
+/// so an empty core still polls at full speed.
+fn idle_pause() {
+    std::thread::yield_now();
 }
