@@ -9,7 +9,7 @@ mod portfwd;
 use datapath::port::afxdp::{AfXdpConfig, AfXdpError, AfXdpPort, AttachMode};
 use datapath::port::Port;
 use portfwd::*;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -70,40 +70,20 @@ fn afxdp_forwards_ping_arp_tcp_and_udp_with_default_offloads() {
     let napi_before = peer_napi(&t);
     let p1 = open(t.port1());
     let p2 = open(t.port2());
-    // peer-napi=threaded (default): the container's receive runs in its
-    // own NAPI thread, not inside the PMD's transmit.
+    // peer-napi=auto (default): GRO on the peer, its NAPI inline while the
+    // port is idle (fast pings).
     assert_eq!(
         peer_napi(&t),
-        (true, "1".to_string()),
-        "peer GRO on and NAPI threaded while the port lives"
+        (true, "0".to_string()),
+        "peer GRO on and NAPI inline while idle"
     );
-    if napi_before.1 != "1" {
-        assert!(p2
-            .offload_changes()
-            .iter()
-            .any(|c| c.what.name() == "threaded-napi" && !c.was_on));
-    }
-    eprintln!(
-        "afxdp: mode {:?}, bind {:?}, offloads changed: {}",
-        p1.xdp_mode(),
-        p1.bind_mode(),
-        p1.offload_changes()
-            .iter()
-            .chain(p2.offload_changes())
-            .map(|c| c.to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    assert!(
-        p1.peer_found() && p2.peer_found(),
-        "veth peers found in their namespaces"
-    );
-    if tx_checksum_on(&offloads_before) {
-        assert!(
-            !tx_checksum_on(&t.offloads(&t.ns2, t.dev2())),
-            "peer tx checksum switched off"
-        );
-        assert!(p2.offload_changes().iter().any(|c| c.what.name() == "tx"));
+    assert!(matches!(p2.peer_napi(), Some((false, _))));
+    if let Some(c) = p2
+        .offload_changes()
+        .iter()
+        .find(|c| c.offload.name() == "gro")
+    {
+        assert!(!c.was_on, "GRO switched on: {c}");
     }
     let fwd = Forwarder::start(p1.clone(), p2.clone(), Duration::from_secs(120));
 
@@ -117,8 +97,37 @@ fn afxdp_forwards_ping_arp_tcp_and_udp_with_default_offloads() {
         "ARP learned ns2's MAC through the switch: {neigh}"
     );
 
+    // The maintenance tick vswitchd runs once a second, faster here: it
+    // samples the transmit rate for peer-napi=auto.
+    let tick_stop = Arc::new(AtomicBool::new(false));
+    let ticker = {
+        let (p1, p2, stop) = (p1.clone(), p2.clone(), tick_stop.clone());
+        std::thread::spawn(move || {
+            let mut threaded_seen = false;
+            while !stop.load(Ordering::Relaxed) {
+                p1.health_check();
+                p2.health_check();
+                threaded_seen |= matches!(p2.peer_napi(), Some((true, _)));
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            threaded_seen
+        })
+    };
     let gbps = tcp_transfer(&t, IP2, 100 << 20);
     eprintln!("afxdp: 100 MiB TCP checked end to end, {gbps:.2} Gbit/s");
+    tick_stop.store(true, Ordering::Relaxed);
+    assert!(
+        ticker.join().unwrap(),
+        "a bulk transfer made the peer's NAPI threaded: {:?}",
+        p2.peer_napi()
+    );
+    // Idle again: back inline after two samples.
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(250));
+        p2.health_check();
+    }
+    assert!(matches!(p2.peer_napi(), Some((false, n)) if n >= 2));
+    assert_eq!(peer_napi(&t).1, "0", "peer NAPI inline again when idle");
     let (got, corrupt) = udp_burst(&t, 20_000, 1000);
     eprintln!(
         "afxdp: UDP burst 20000 x 1000 B: received {got}, lost {} ({:.1} %), corrupt {corrupt}",
@@ -136,7 +145,7 @@ fn afxdp_forwards_ping_arp_tcp_and_udp_with_default_offloads() {
     assert_eq!(fwd.stats.errors.load(Ordering::Relaxed), 0);
     drop(fwd);
     drop(p2);
-    assert_eq!(peer_napi(&t), napi_before, "peer GRO/NAPI restored");
+    assert_eq!(peer_napi(&t), napi_before, "peer GRO/NAPI mode restored");
     // Dropping the port restores the peer's offloads.
     if tx_checksum_on(&offloads_before) {
         assert!(

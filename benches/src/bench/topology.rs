@@ -168,16 +168,58 @@ impl Side {
 
 /// Our switch, in this process, with one PMD thread on `pmd_core`.
 pub struct OurSwitch {
+    ticker: Option<Ticker>,
     sw: Arc<Switch>,
     cfg: SwitchConfig,
     ports: Vec<String>,
     label: String,
 }
 
+/// The maintenance tick vswitchd gives its switch: `run_timers` (rule
+/// timeouts, FDB aging, the ports' health checks and their rate-driven
+/// tuning) once a second, so the in-process switch behaves like the daemon.
+struct Ticker {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    join: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Ticker {
+    fn start(sw: &Arc<Switch>) -> Ticker {
+        use std::sync::atomic::Ordering::Relaxed;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (sw, flag) = (Arc::downgrade(sw), stop.clone());
+        let join = std::thread::Builder::new()
+            .name("bench-timers".into())
+            .spawn(move || {
+                let mut next = std::time::Instant::now();
+                while !flag.load(Relaxed) {
+                    if std::time::Instant::now() >= next {
+                        let Some(sw) = sw.upgrade() else { break };
+                        sw.run_timers(sw.now_ms());
+                        next += std::time::Duration::from_secs(1);
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+            })
+            .ok();
+        Ticker { stop, join }
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(j) = self.join.take() {
+            let _ = j.join();
+        }
+    }
+}
+
 impl OurSwitch {
     fn new(label: &str, cfg: SwitchConfig, ports: Vec<Arc<dyn Port>>) -> Result<OurSwitch> {
         let sw = Self::build(label, &cfg, ports.clone())?;
         Ok(OurSwitch {
+            ticker: Some(Ticker::start(&sw)),
             sw,
             cfg,
             ports: ports.iter().map(|p| p.name().to_owned()).collect(),
@@ -219,6 +261,7 @@ impl OurSwitch {
         if self.cfg.idle == idle {
             return Ok(());
         }
+        self.ticker = None;
         self.sw.shutdown();
         let mut moved = Vec::new();
         for name in &self.ports {
@@ -234,12 +277,14 @@ impl OurSwitch {
         }
         self.cfg.idle = idle;
         self.sw = Self::build(&self.label, &self.cfg, moved)?;
+        self.ticker = Some(Ticker::start(&self.sw));
         Ok(())
     }
 }
 
 impl Drop for OurSwitch {
     fn drop(&mut self) {
+        self.ticker = None;
         self.sw.shutdown();
     }
 }

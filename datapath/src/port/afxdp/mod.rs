@@ -20,7 +20,7 @@ mod offload;
 mod ring;
 mod xsk;
 
-pub use offload::{OffloadChange, PeerOffloads, Tunable};
+pub use offload::{OffloadChange, PeerNapi, PeerOffloads, THREADED_OFF_PPS, THREADED_ON_PPS};
 pub use xsk::{BindMode, FRAME_SIZE, NUM_FRAMES};
 
 use super::{LinkState, Port, PortCounters, PortError, PortKind, PortStats};
@@ -74,10 +74,9 @@ pub struct AfXdpConfig {
     /// Switch off the peer's checksum/TSO offloads (default true); false
     /// leaves every device setting alone, `peer_napi` included.
     pub fix_offloads: bool,
-    /// Run the veth peer's receive in a NAPI thread instead of inside the
-    /// PMD's transmit (`peer-napi=threaded|inline`, default threaded; see
-    /// [`PeerOffloads`]).
-    pub peer_napi: bool,
+    /// Where the veth peer runs its receive (`peer-napi=auto|threaded|inline`,
+    /// default auto; see [`PeerNapi`]).
+    pub peer_napi: PeerNapi,
 }
 
 impl AfXdpConfig {
@@ -89,7 +88,7 @@ impl AfXdpConfig {
             mode: AttachMode::Auto,
             queues: 1,
             fix_offloads: true,
-            peer_napi: true,
+            peer_napi: PeerNapi::Auto,
         }
     }
 }
@@ -97,7 +96,7 @@ impl AfXdpConfig {
 impl AfXdpConfig {
     /// Builds a config from `add-port NAME type=afxdp key=value...` options:
     /// `dev=IFACE` (required), `mode=auto|native|generic`, `queues=N`,
-    /// `fix-offloads=true|false`, `peer-napi=threaded|inline`.
+    /// `fix-offloads=true|false`, `peer-napi=auto|threaded|inline`.
     pub fn from_options<'a>(
         name: &str,
         options: impl IntoIterator<Item = (&'a str, &'a str)>,
@@ -123,11 +122,7 @@ impl AfXdpConfig {
                 }
                 "fix-offloads" => cfg.fix_offloads = value.parse().map_err(|_| bad(key, value))?,
                 "peer-napi" => {
-                    cfg.peer_napi = match value {
-                        "threaded" => true,
-                        "inline" => false,
-                        _ => return Err(bad(key, value)),
-                    }
+                    cfg.peer_napi = PeerNapi::parse(value).ok_or_else(|| bad(key, value))?
                 }
                 _ => return Err(bad(key, value)),
             }
@@ -143,7 +138,7 @@ impl AfXdpConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum AfXdpError {
     /// An option was unknown or had a bad value.
-    #[error("port \"{port}\": bad option {key}={value:?} (dev=IFACE, mode=auto|native|generic, queues=1..64, fix-offloads=true|false, peer-napi=threaded|inline)")]
+    #[error("port \"{port}\": bad option {key}={value:?} (dev=IFACE, mode=auto|native|generic, queues=1..64, fix-offloads=true|false, peer-napi=auto|threaded|inline)")]
     BadOption {
         /// Port name.
         port: String,
@@ -400,6 +395,12 @@ impl AfXdpPort {
         self.offloads.peer_found()
     }
 
+    /// The peer's NAPI mode when the port manages it (`peer-napi=auto` or
+    /// `threaded` and a peer found): (threaded now, mode changes so far).
+    pub fn peer_napi(&self) -> Option<(bool, u64)> {
+        self.offloads.peer_napi()
+    }
+
     /// Received frames whose partial L4 checksum was completed in software.
     pub fn csum_fixed(&self) -> u64 {
         self.csum_fixed.load(Ordering::Relaxed)
@@ -499,6 +500,10 @@ impl Port for AfXdpPort {
     }
 
     fn health_check(&self) -> LinkState {
+        // `peer-napi=auto` samples the transmit rate here (once a second in
+        // vswitchd); see PeerNapi.
+        self.offloads
+            .tune(&self.name, self.counters.snapshot().tx_packets);
         // A vanished device marks the port gone at once, so the next rx/tx
         // burst reports it without waiting for a socket error.
         self.netlink.refresh(&self.netdev, &self.dev, self.ifindex)
@@ -553,10 +558,10 @@ mod tests {
         assert_eq!((c.name.as_str(), c.dev.as_str()), ("p1", "veth0"));
         assert_eq!(
             (c.mode, c.queues, c.fix_offloads, c.peer_napi),
-            (AttachMode::Generic, 4, true, true)
+            (AttachMode::Generic, 4, true, PeerNapi::Auto)
         );
         let c = AfXdpConfig::from_options("p1", [("dev", "v0"), ("peer-napi", "inline")]).unwrap();
-        assert!(!c.peer_napi);
+        assert_eq!(c.peer_napi, PeerNapi::Inline);
     }
 
     #[test]

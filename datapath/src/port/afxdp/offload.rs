@@ -8,24 +8,65 @@
 //! offload (which drops TSO/USO with it) and TSO; on the device itself GRO,
 //! whose aggregated frames would not fit a UMEM chunk in generic mode.
 //!
-//! Peer NAPI (`peer-napi=threaded`, the default): a copy-mode AF_XDP
-//! transmit ends in `veth_xmit`, which without NAPI on the receiving end
-//! hands the frame to `netif_rx` and runs the *container's* whole receive
-//! path (IP, TCP, the ACKs it sends back) in the softirq of the PMD's
-//! `sendto`. Measured here that was over half of the PMD's cycles. The port
-//! therefore turns on GRO on the peer (veth then queues to the peer's NAPI
-//! instead), runs that NAPI in its own kernel thread (`threaded`), and
+//! Peer NAPI (`peer-napi=auto`, the default): a copy-mode AF_XDP transmit
+//! ends in `veth_xmit`, which without NAPI on the receiving end hands the
+//! frame to `netif_rx` and runs the *container's* whole receive path (IP,
+//! TCP, the ACKs it sends back) in the softirq of the PMD's `sendto`.
+//! Measured here that was over half of the PMD's cycles, and TCP stopped at
+//! ~2.4 Gbit/s with the other core half idle. The port therefore turns on
+//! GRO on the peer (veth then queues to the peer's NAPI instead) and
 //! switches off TSO on its own device, because veth only takes the NAPI
 //! path from a sender without TSO (`veth_skb_is_eligible_for_gro`); AF_XDP
-//! transmits no GSO frames anyway.
+//! transmits no GSO frames anyway. Running that NAPI in its own kernel
+//! thread (`/sys/class/net/DEV/threaded`) lets the container's receive run
+//! on another core, which doubles TCP, but every frame then wakes a thread
+//! on a possibly idle vCPU, which triples ping time. So `auto` keeps the
+//! NAPI inline while the port transmits less than [`THREADED_ON_PPS`] and
+//! makes it threaded above, back inline under [`THREADED_OFF_PPS`]; the rate
+//! is sampled by `health_check` (once a second in vswitchd).
+//! `threaded` and `inline` fix the mode.
 //!
 //! Every change is logged and recorded; dropping the guard restores what was
 //! changed, best effort (the peer may be gone by then).
 
 use crate::sys::ethtool::{NetdevIoctl, Offload};
 use crate::sys::netns::netdev_sysfs_attr;
+use parking_lot::Mutex;
 use std::fs::File;
 use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+/// Transmit rate above which `peer-napi=auto` makes the peer's NAPI
+/// threaded: a bulk transfer, where parallelism beats wake-up latency.
+pub const THREADED_ON_PPS: u64 = 20_000;
+/// Transmit rate below which `auto` goes back inline (hysteresis).
+pub const THREADED_OFF_PPS: u64 = 5_000;
+/// Shortest interval a rate is computed over.
+const MIN_SAMPLE: Duration = Duration::from_millis(200);
+
+/// Where the veth peer runs its receive of what the port transmits
+/// (`peer-napi=`); see the module comment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerNapi {
+    /// The kernel's default: no GRO, receive inside the PMD's transmit.
+    Inline,
+    /// GRO on the peer and its NAPI always in a kernel thread.
+    Threaded,
+    /// GRO on the peer; NAPI inline at low rates, threaded at high ones.
+    Auto,
+}
+
+impl PeerNapi {
+    /// Parses `auto|threaded|inline`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "auto" => Some(PeerNapi::Auto),
+            "threaded" => Some(PeerNapi::Threaded),
+            "inline" => Some(PeerNapi::Inline),
+            _ => None,
+        }
+    }
+}
 
 /// Where namespaces created with `ip netns add` are bound.
 const NETNS_RUN_DIR: &str = "/run/netns";
@@ -37,37 +78,18 @@ pub struct OffloadChange {
     pub netns: Option<String>,
     /// Device name inside that namespace.
     pub dev: String,
-    /// What changed.
-    pub what: Tunable,
+    /// The switch.
+    pub offload: Offload,
     /// Value before the change; the change set the opposite.
     pub was_on: bool,
-}
-
-/// A device setting the port may change.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Tunable {
-    /// An ethtool offload switch.
-    Offload(Offload),
-    /// NAPI in a kernel thread (`/sys/class/net/DEV/threaded`).
-    ThreadedNapi,
-}
-
-impl Tunable {
-    /// The name ethtool or sysfs uses.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Tunable::Offload(o) => o.name(),
-            Tunable::ThreadedNapi => "threaded-napi",
-        }
-    }
 }
 
 impl std::fmt::Display for OffloadChange {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let to = if self.was_on { "off" } else { "on" };
         match &self.netns {
-            Some(ns) => write!(f, "{}@{}: {} {to}", self.dev, ns, self.what.name()),
-            None => write!(f, "{}: {} {to}", self.dev, self.what.name()),
+            Some(ns) => write!(f, "{}@{}: {} {to}", self.dev, ns, self.offload.name()),
+            None => write!(f, "{}: {} {to}", self.dev, self.offload.name()),
         }
     }
 }
@@ -142,7 +164,7 @@ fn switch(netns: Option<&str>, dev: &str, which: &[Offload], on: bool) -> Vec<Of
                 changes.push(OffloadChange {
                     netns: ns_owned.clone(),
                     dev: dev_owned.clone(),
-                    what: Tunable::Offload(o),
+                    offload: o,
                     was_on: !on,
                 });
             }
@@ -152,27 +174,107 @@ fn switch(netns: Option<&str>, dev: &str, which: &[Offload], on: bool) -> Vec<Of
     .unwrap_or_default()
 }
 
-/// Sets `dev`'s NAPI threaded (`on`) or not; None when it already was, or
-/// when the kernel refused (logged).
-fn set_threaded(port: &str, netns: Option<&str>, dev: &str, on: bool) -> Option<OffloadChange> {
-    let want = if on { "1" } else { "0" };
-    match netdev_sysfs_attr(netns, dev, "threaded", None) {
-        Ok(now) if now == want => None,
-        Ok(_) => match netdev_sysfs_attr(netns, dev, "threaded", Some(want)) {
-            Ok(_) => Some(OffloadChange {
-                netns: netns.map(str::to_string),
-                dev: dev.to_string(),
-                what: Tunable::ThreadedNapi,
-                was_on: !on,
-            }),
+/// The peer's NAPI mode as the port manages it.
+#[derive(Debug)]
+struct NapiControl {
+    netns: Option<String>,
+    dev: String,
+    auto: bool,
+    state: Mutex<NapiState>,
+}
+
+#[derive(Debug)]
+struct NapiState {
+    /// Threaded now (as last read or written).
+    threaded: bool,
+    /// The value before the port's first change; restored on drop.
+    original: Option<bool>,
+    /// Transmit counter and time of the last rate sample.
+    last: Option<(u64, Instant)>,
+    /// Mode changes so far.
+    switches: u64,
+}
+
+impl NapiControl {
+    fn new(port: &str, netns: Option<&str>, dev: &str, mode: PeerNapi) -> Option<Self> {
+        let now = match netdev_sysfs_attr(netns, dev, "threaded", None) {
+            Ok(v) => v != "0",
             Err(e) => {
-                tracing::warn!(port, dev, error = %e, "could not change threaded NAPI");
-                None
+                tracing::warn!(port, dev, error = %e, "peer NAPI mode unreadable: left alone");
+                return None;
             }
-        },
-        Err(e) => {
-            tracing::warn!(port, dev, error = %e, "could not read threaded NAPI");
-            None
+        };
+        let c = NapiControl {
+            netns: netns.map(str::to_string),
+            dev: dev.to_string(),
+            auto: mode == PeerNapi::Auto,
+            state: Mutex::new(NapiState {
+                threaded: now,
+                original: None,
+                last: None,
+                switches: 0,
+            }),
+        };
+        let want = match mode {
+            PeerNapi::Threaded => Some(true),
+            // Start inline: an idle port should answer pings fast.
+            PeerNapi::Auto => Some(false),
+            PeerNapi::Inline => None,
+        };
+        if let Some(on) = want {
+            c.set(port, &mut c.state.lock(), on, None);
+        }
+        Some(c)
+    }
+
+    /// Writes the mode; logs and keeps the old one if the kernel refuses.
+    fn set(&self, port: &str, s: &mut NapiState, on: bool, pps: Option<u64>) {
+        if s.threaded == on {
+            return;
+        }
+        let v = if on { "1" } else { "0" };
+        match netdev_sysfs_attr(self.netns.as_deref(), &self.dev, "threaded", Some(v)) {
+            Ok(_) => {
+                s.original.get_or_insert(s.threaded);
+                s.threaded = on;
+                s.switches += 1;
+                let mode = if on { "threaded" } else { "inline" };
+                tracing::info!(port, peer = %self.dev, mode, pps, "peer NAPI mode changed");
+            }
+            Err(e) => {
+                tracing::warn!(port, peer = %self.dev, error = %e, "could not change peer NAPI mode")
+            }
+        }
+    }
+
+    /// `auto`: samples the transmit counter and switches mode on the rate.
+    fn tune(&self, port: &str, tx_packets: u64, now: Instant) {
+        if !self.auto {
+            return;
+        }
+        let mut s = self.state.lock();
+        if let Some((tx0, t0)) = s.last {
+            let dt = now.saturating_duration_since(t0);
+            if dt < MIN_SAMPLE {
+                return;
+            }
+            let pps = (tx_packets.saturating_sub(tx0) as f64 / dt.as_secs_f64()) as u64;
+            if !s.threaded && pps >= THREADED_ON_PPS {
+                self.set(port, &mut s, true, Some(pps));
+            } else if s.threaded && pps <= THREADED_OFF_PPS {
+                self.set(port, &mut s, false, Some(pps));
+            }
+        }
+        s.last = Some((tx_packets, now));
+    }
+}
+
+impl Drop for NapiControl {
+    fn drop(&mut self) {
+        let s = self.state.get_mut();
+        if let Some(orig) = s.original.filter(|o| *o != s.threaded) {
+            let v = if orig { "1" } else { "0" };
+            let _ = netdev_sysfs_attr(self.netns.as_deref(), &self.dev, "threaded", Some(v));
         }
     }
 }
@@ -182,14 +284,16 @@ fn set_threaded(port: &str, netns: Option<&str>, dev: &str, on: bool) -> Option<
 pub struct PeerOffloads {
     changes: Vec<OffloadChange>,
     peer_found: bool,
+    napi: Option<NapiControl>,
 }
 
 impl PeerOffloads {
-    /// Switches off what AF_XDP cannot carry on `dev`'s peer and `dev`;
-    /// with `peer_napi`, also moves the peer's receive into a NAPI thread
-    /// (see the module comment).
-    pub(crate) fn disable(port: &str, dev: &str, ifindex: u32, peer_napi: bool) -> Self {
+    /// Switches off what AF_XDP cannot carry on `dev`'s peer and `dev`,
+    /// and sets up the peer's receive as `peer_napi` says (see the module
+    /// comment).
+    pub(crate) fn disable(port: &str, dev: &str, ifindex: u32, peer_napi: PeerNapi) -> Self {
         let mut changes = Vec::new();
+        let mut napi = None;
         let peer = find_peer(dev, ifindex);
         if let Some((ns, name)) = &peer {
             changes.extend(switch(
@@ -198,10 +302,10 @@ impl PeerOffloads {
                 &[Offload::TxChecksum, Offload::Tso, Offload::Ufo],
                 false,
             ));
-            if peer_napi {
+            if peer_napi != PeerNapi::Inline {
                 changes.extend(switch(None, dev, &[Offload::Tso], false));
                 changes.extend(switch(ns.as_deref(), name, &[Offload::Gro], true));
-                changes.extend(set_threaded(port, ns.as_deref(), name, true));
+                napi = NapiControl::new(port, ns.as_deref(), name, peer_napi);
             }
         } else {
             tracing::warn!(
@@ -217,7 +321,25 @@ impl PeerOffloads {
         PeerOffloads {
             changes,
             peer_found: peer.is_some(),
+            napi,
         }
+    }
+
+    /// Housekeeping (`peer-napi=auto`): `tx_packets` is the port's transmit
+    /// counter, sampled about once a second.
+    pub(crate) fn tune(&self, port: &str, tx_packets: u64) {
+        if let Some(n) = &self.napi {
+            n.tune(port, tx_packets, Instant::now());
+        }
+    }
+
+    /// The peer's NAPI mode when the port manages it: (threaded now, mode
+    /// changes so far).
+    pub fn peer_napi(&self) -> Option<(bool, u64)> {
+        self.napi.as_ref().map(|n| {
+            let s = n.state.lock();
+            (s.threaded, s.switches)
+        })
     }
 
     /// What was changed.
@@ -234,20 +356,14 @@ impl PeerOffloads {
 impl Drop for PeerOffloads {
     fn drop(&mut self) {
         // Restore in reverse: tx checksum before TSO, which depends on it.
+        // The NAPI mode first (its own Drop), then the offloads.
+        self.napi = None;
         for c in self.changes.iter().rev() {
             let dev = c.dev.clone();
-            match c.what {
-                Tunable::Offload(o) => {
-                    let on = c.was_on;
-                    let _ = in_netns(c.netns.as_deref(), move |nd| {
-                        nd.set_offload(&dev, o, on).ok()
-                    });
-                }
-                Tunable::ThreadedNapi => {
-                    let v = if c.was_on { "1" } else { "0" };
-                    let _ = netdev_sysfs_attr(c.netns.as_deref(), &dev, "threaded", Some(v));
-                }
-            }
+            let (o, on) = (c.offload, c.was_on);
+            let _ = in_netns(c.netns.as_deref(), move |nd| {
+                nd.set_offload(&dev, o, on).ok()
+            });
         }
     }
 }
