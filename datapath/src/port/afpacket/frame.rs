@@ -152,10 +152,7 @@ pub fn v2_rx_slot(slot: &[u8]) -> Option<RxFrame> {
     let snaplen = u32_at(h, V2_SNAPLEN)?;
     let len = u32_at(h, V2_LEN)?;
     let mac = usize::from(u16_at(h, V2_MAC)?);
-    if mac < V2_HDR_LEN + VNET_HDR_LEN
-        || snaplen > len
-        || mac + snaplen as usize > slot.len()
-    {
+    if mac < V2_HDR_LEN + VNET_HDR_LEN || snaplen > len || mac + snaplen as usize > slot.len() {
         return None;
     }
     Some(RxFrame {

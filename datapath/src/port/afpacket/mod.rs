@@ -35,9 +35,9 @@ use super::{
 use crate::packet::{Batch, Packet, PacketPool};
 use crate::sys::ethtool::NetdevIoctl;
 use frame::{
-    RxFrame, TxLayout, BLOCK_STATUS, TP_STATUS_AVAILABLE, TP_STATUS_KERNEL,
-    TP_STATUS_SEND_REQUEST, TP_STATUS_USER, TP_STATUS_VLAN_TPID_VALID, TP_STATUS_VLAN_VALID,
-    TP_STATUS_WRONG_FORMAT, TX_DATA_OFFSET, TX_V2, TX_V3, V2_STATUS, V2_TX_DATA_OFFSET,
+    RxFrame, TxLayout, BLOCK_STATUS, TP_STATUS_AVAILABLE, TP_STATUS_KERNEL, TP_STATUS_SEND_REQUEST,
+    TP_STATUS_USER, TP_STATUS_VLAN_TPID_VALID, TP_STATUS_VLAN_VALID, TP_STATUS_WRONG_FORMAT,
+    TX_DATA_OFFSET, TX_V2, TX_V3, V2_STATUS, V2_TX_DATA_OFFSET,
 };
 use parking_lot::Mutex;
 use std::io;
@@ -419,9 +419,7 @@ impl AfPacketPort {
                 // FORCE passes rmem_max (root); otherwise settle for what
                 // the sysctl allows.
                 setsockopt_at(raw, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &V2_RCVBUF)
-                    .or_else(|_| {
-                        setsockopt_at(raw, libc::SOL_SOCKET, libc::SO_RCVBUF, &V2_RCVBUF)
-                    })
+                    .or_else(|_| setsockopt_at(raw, libc::SOL_SOCKET, libc::SO_RCVBUF, &V2_RCVBUF))
                     .map_err(sock_err("SO_RCVBUF"))?;
                 let rx_req = libc::tpacket_req {
                     tp_block_size: RX_V2_BLOCK_SIZE,
@@ -1063,13 +1061,13 @@ impl Port for AfPacketPort {
         // PACKET_STATISTICS resets on read, so fold it into our counter.
         let drops = match self.mode {
             // SAFETY: all-zero is a valid tpacket_stats.
-            RingMode::V2 => self.packet_statistics(unsafe {
-                std::mem::zeroed::<libc::tpacket_stats>()
-            }),
+            RingMode::V2 => {
+                self.packet_statistics(unsafe { std::mem::zeroed::<libc::tpacket_stats>() })
+            }
             // SAFETY: all-zero is a valid tpacket_stats_v3.
-            RingMode::V3 => self.packet_statistics(unsafe {
-                std::mem::zeroed::<libc::tpacket_stats_v3>()
-            }),
+            RingMode::V3 => {
+                self.packet_statistics(unsafe { std::mem::zeroed::<libc::tpacket_stats_v3>() })
+            }
         };
         if drops != 0 {
             self.counters.rx_dropped(u64::from(drops));
@@ -1157,7 +1155,10 @@ mod tests {
         let mut pool = PacketPool::new(4, 1, 1);
         let mut p = pool.alloc(60).unwrap();
         assert!(p.copy_from(&[0xab; 60]));
-        assert!(insert_tag(&mut p, &frame_with(TP_STATUS_VLAN_VALID, 0x0005, 0)));
+        assert!(insert_tag(
+            &mut p,
+            &frame_with(TP_STATUS_VLAN_VALID, 0x0005, 0)
+        ));
         assert_eq!(&p.data()[12..16], &[0x81, 0, 0, 5]);
         let mut q = pool.alloc(60).unwrap();
         assert!(q.copy_from(&[0xab; 60]));
