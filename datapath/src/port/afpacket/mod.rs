@@ -1060,13 +1060,15 @@ impl Port for AfPacketPort {
         // Frames dropped because the ring was full never reach rx_burst.
         // PACKET_STATISTICS resets on read, so fold it into our counter.
         let drops = match self.mode {
-            // SAFETY: all-zero is a valid tpacket_stats.
             RingMode::V2 => {
-                self.packet_statistics(unsafe { std::mem::zeroed::<libc::tpacket_stats>() })
+                // SAFETY: all-zero is a valid tpacket_stats.
+                let st = unsafe { std::mem::zeroed::<libc::tpacket_stats>() };
+                self.packet_statistics(st)
             }
-            // SAFETY: all-zero is a valid tpacket_stats_v3.
             RingMode::V3 => {
-                self.packet_statistics(unsafe { std::mem::zeroed::<libc::tpacket_stats_v3>() })
+                // SAFETY: all-zero is a valid tpacket_stats_v3.
+                let st = unsafe { std::mem::zeroed::<libc::tpacket_stats_v3>() };
+                self.packet_statistics(st)
             }
         };
         if drops != 0 {
