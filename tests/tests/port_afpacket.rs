@@ -261,22 +261,19 @@ fn afpacket_missing_device_is_a_clear_error() {
     assert!(e.to_string().contains("vsw-nodev1"), "{e}");
 }
 
-#[test]
-fn afpacket_tcp_throughput_is_measured() {
-    if !tests::require_root("afpacket_tcp_throughput_is_measured") {
-        return;
-    }
+fn tcp_throughput_is_measured(ring: RingMode) {
     let _serial = serial();
     let t = Topology::new(1500);
-    let p1 = open(t.port1(), RingMode::default());
-    let p2 = open(t.port2(), RingMode::default());
+    let p1 = open(t.port1(), ring);
+    let p2 = open(t.port2(), ring);
+    let r = ring.name();
     let fwd = Forwarder::start(p1.clone(), p2.clone(), Duration::from_secs(30));
     assert!(ping(&t.ns1, IP2, None));
     if let Some(g) = iperf3(&t, 3) {
-        eprintln!("afpacket: iperf3 TCP {g:.2} Gbit/s through the test forwarder");
+        eprintln!("afpacket {r}: iperf3 TCP {g:.2} Gbit/s through the test forwarder");
         if let Some(anchor) = kernel_bridge_anchor(3) {
             eprintln!(
-                "afpacket: anchor in the same run: Linux bridge {anchor:.2} Gbit/s; ratio {:.2}",
+                "afpacket {r}: anchor in the same run: Linux bridge {anchor:.2} Gbit/s; ratio {:.2}",
                 g / anchor
             );
         }
@@ -290,7 +287,7 @@ fn afpacket_tcp_throughput_is_measured() {
     let wall = start.elapsed().as_secs_f64();
     if secs > 0.0 {
         eprintln!(
-            "afpacket: 64 B frames: {got} of 200000 received ({:.1} % lost), {:.0} kpps at the \
+            "afpacket {r}: 64 B frames: {got} of 200000 received ({:.1} % lost), {:.0} kpps at the \
              receiver; forwarder moved {forwarded} frames, >= {:.0} kpps over the whole burst",
             (200_000 - got) as f64 / 2000.0,
             got as f64 / secs / 1e3,
@@ -298,7 +295,7 @@ fn afpacket_tcp_throughput_is_measured() {
         );
     }
     eprintln!(
-        "afpacket: losses: {}; ports {:?} / {:?}",
+        "afpacket {r}: losses: {}; ports {:?} / {:?}",
         loss_report(&t),
         p1.stats(),
         p2.stats()
@@ -320,6 +317,22 @@ fn carries_vlan_tagged_traffic(ring: RingMode) {
     // (in v2 mode these come through the COPY path, tag from the slot).
     tcp_transfer(&t, VLAN_IP2, 32 << 20);
     assert_eq!(p1.copy_stats().missing, 0);
+}
+
+#[test]
+fn afpacket_tcp_throughput_is_measured() {
+    if !tests::require_root("afpacket_tcp_throughput_is_measured") {
+        return;
+    }
+    tcp_throughput_is_measured(RingMode::V3);
+}
+
+#[test]
+fn afpacket_v2_tcp_throughput_is_measured() {
+    if !tests::require_root("afpacket_v2_tcp_throughput_is_measured") {
+        return;
+    }
+    tcp_throughput_is_measured(RingMode::V2);
 }
 
 #[test]
