@@ -5,6 +5,7 @@
 use super::error::{BenchError, Result};
 use super::figure::SwitchKind;
 use super::topology::Side;
+use datapath::port::afpacket::RingMode;
 use datapath::port::{
     AfPacketConfig, AfPacketPort, AfXdpConfig, AfXdpPort, Port, TapConfig, TapPort,
 };
@@ -23,8 +24,13 @@ fn port_err(port: &str, e: impl std::error::Error + Send + Sync + 'static) -> Be
 }
 
 /// Opens the two ports of `kind`; `hosts` are the veth host ends (or the
-/// TAP port names), `sides` c1 and c2.
-pub fn open(kind: SwitchKind, hosts: &[String; 2], sides: &[&Side; 2]) -> Result<Opened> {
+/// TAP port names), `sides` c1 and c2; AF_PACKET ports use `afpacket_ring`.
+pub fn open(
+    kind: SwitchKind,
+    hosts: &[String; 2],
+    sides: &[&Side; 2],
+    afpacket_ring: RingMode,
+) -> Result<Opened> {
     let mut ports: Vec<Arc<dyn Port>> = Vec::new();
     let mut notes = Vec::new();
     match kind {
@@ -68,10 +74,15 @@ pub fn open(kind: SwitchKind, hosts: &[String; 2], sides: &[&Side; 2]) -> Result
         }
         SwitchKind::VswitchAfpacket => {
             for host in hosts {
-                let p = AfPacketPort::open(&AfPacketConfig::new(host))
-                    .map_err(|e| port_err(host, e))?;
+                let cfg = AfPacketConfig::new(host).with_ring(afpacket_ring);
+                let p = AfPacketPort::open(&cfg).map_err(|e| port_err(host, e))?;
                 ports.push(Arc::new(p));
             }
+            notes.push(format!(
+                "AF_PACKET ports: ring={} (TPACKET_{})",
+                afpacket_ring.name(),
+                afpacket_ring.name().to_uppercase()
+            ));
             Ok((ports, None, notes))
         }
         _ => Err(BenchError::Port {

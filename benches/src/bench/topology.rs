@@ -296,6 +296,8 @@ pub struct TopologyConfig {
     pub pmd_core: usize,
     /// Directory for OVS's private instance.
     pub work_dir: PathBuf,
+    /// Rx ring layout of the `vswitch-afpacket` ports.
+    pub afpacket_ring: datapath::port::afpacket::RingMode,
 }
 
 /// A built topology. Fields drop in order: switch first (its ports close),
@@ -405,7 +407,8 @@ impl Topology {
                     idle: IdleMode::Adaptive,
                     ..SwitchConfig::default()
                 };
-                let (ports, ifnames, notes) = ports::open(kind, &hosts, &[&t.c1, &t.c2])?;
+                let (ports, ifnames, notes) =
+                    ports::open(kind, &hosts, &[&t.c1, &t.c2], cfg.afpacket_ring)?;
                 if let Some(names) = ifnames {
                     t.c1.ifname = names[0].clone();
                     t.c2.ifname = names[1].clone();

@@ -15,6 +15,7 @@ use benches::bench::soak::{run_soak, SoakConfig};
 use benches::bench::topology::TopologyConfig;
 use benches::bench::{plot, sys};
 use clap::Parser;
+use datapath::port::afpacket::RingMode;
 use std::path::PathBuf;
 
 /// End-to-end benchmark of vswitch against the Linux bridge and Open vSwitch.
@@ -64,6 +65,10 @@ struct Args {
     /// kernel vxlan + bridge vs vswitch daemons, TCP and 64 B pps.
     #[arg(long)]
     vxlan: bool,
+    /// Rx ring of the vswitch-afpacket ports: v2 (frame slots, no block
+    /// retire latency) or v3 (blocks); default: the port's default.
+    #[arg(long, value_name = "v2|v3", value_parser = parse_ring)]
+    afpacket_ring: Option<RingMode>,
     /// Directory for the private OVS instance.
     #[arg(long, default_value = "/tmp")]
     work_dir: PathBuf,
@@ -133,6 +138,11 @@ where
     Ok(all.iter().copied().filter(|v| out.contains(v)).collect())
 }
 
+/// `--afpacket-ring`: the port's own option values.
+fn parse_ring(s: &str) -> Result<RingMode, String> {
+    RingMode::parse(s).ok_or_else(|| format!("{s:?} is not a ring mode (v2 or v3)"))
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if args.soak {
@@ -198,6 +208,7 @@ fn main() -> anyhow::Result<()> {
         topo: TopologyConfig {
             pmd_core: args.pmd_core,
             work_dir: args.work_dir.clone(),
+            afpacket_ring: args.afpacket_ring.unwrap_or_default(),
         },
         quick: args.quick,
     };
