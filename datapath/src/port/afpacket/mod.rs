@@ -6,18 +6,21 @@
 //! Two rx ring layouts, chosen per port (PACKET_VERSION covers both rings
 //! of the socket, so the tx ring follows the same version):
 //!
-//! - `ring=v3` (default): TPACKET_V3 blocks of [`RX_BLOCK_SIZE`] bytes with
+//! - `ring=v3`: TPACKET_V3 blocks of [`RX_BLOCK_SIZE`] bytes with
 //!   variable-size frames, so a 64 KiB GSO frame fits. The kernel hands a
 //!   block to user space only when it is full or its retire timer
 //!   ([`RETIRE_TIMEOUT_MS`]) fires, so under light load every frame waits
 //!   up to that long: about 1 ms per hop.
-//! - `ring=v2`: TPACKET_V2 fixed slots of [`RX_V2_FRAME_SIZE`] bytes, each
+//! - `ring=v2` (default): TPACKET_V2 fixed slots of [`RX_V2_FRAME_SIZE`] bytes, each
 //!   with its own status word, so a frame is visible the moment the kernel
 //!   wrote it. A frame larger than a slot (a GSO frame, a jumbo frame) is
 //!   truncated in the ring, but with PACKET_COPY_THRESH the kernel also
 //!   queues the whole skb on the socket and flags the slot
 //!   `TP_STATUS_COPY`; the port then reads it with one `recv`. A truncated
 //!   slot without that flag (receive buffer full) is counted as dropped.
+//!   Measured on a quiet machine in the same run: v2 answers pings in
+//!   27 µs where v3 takes 1490 µs, with equal 64 B rates (242 / 233 kpps)
+//!   and equal or better TCP (13.4 / 12.3 Gbit/s), hence the default.
 //!
 //! Tx slots are [`TX_FRAME_SIZE`] bytes in both modes, enough for a whole
 //! GSO frame with its vnet header. The socket bypasses the qdisc, ignores
@@ -98,9 +101,9 @@ const _: () = {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum RingMode {
     /// TPACKET_V2: per-frame status, no retire latency; big frames by copy.
+    #[default]
     V2,
     /// TPACKET_V3: block ring, frames wait for the block retire timer.
-    #[default]
     V3,
 }
 
@@ -1094,9 +1097,9 @@ mod tests {
 
     #[test]
     fn ring_option_selects_v2_or_v3_and_rejects_anything_else() {
-        assert_eq!(AfPacketConfig::new("eth1").ring, RingMode::V3);
+        assert_eq!(AfPacketConfig::new("eth1").ring, RingMode::V2);
         let c = AfPacketConfig::from_options("p1", [("dev", "eth1")]).unwrap();
-        assert_eq!(c.ring, RingMode::V3);
+        assert_eq!(c.ring, RingMode::V2);
         let c = AfPacketConfig::from_options("p1", [("dev", "eth1"), ("ring", "v2")]).unwrap();
         assert_eq!(c.ring, RingMode::V2);
         let c = AfPacketConfig::from_options("p1", [("ring", "v3"), ("dev", "eth1")]).unwrap();
