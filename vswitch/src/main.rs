@@ -67,16 +67,24 @@ fn main() -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     signals.spawn_watcher(stop.clone());
 
-    // Timers: rule timeouts and FDB aging, about once a second.
+    // Timers: rule timeouts and FDB aging about once a second, the ports'
+    // health checks (link state, rate-driven tuning) every
+    // PORT_CHECK_INTERVAL in between.
     let timers = {
         let switch = switch.clone();
         let stop = stop.clone();
         std::thread::Builder::new()
             .name("timers".into())
             .spawn(move || {
+                let mut next_timers = std::time::Instant::now();
                 while !stop.load(Ordering::Relaxed) {
-                    switch.run_timers(switch.now_ms());
-                    std::thread::sleep(Duration::from_millis(1000));
+                    if std::time::Instant::now() >= next_timers {
+                        switch.run_timers(switch.now_ms());
+                        next_timers += Duration::from_millis(1000);
+                    } else {
+                        switch.check_ports();
+                    }
+                    std::thread::sleep(datapath::switch::PORT_CHECK_INTERVAL);
                 }
             })?
     };

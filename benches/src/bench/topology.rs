@@ -176,8 +176,9 @@ pub struct OurSwitch {
 }
 
 /// The maintenance tick vswitchd gives its switch: `run_timers` (rule
-/// timeouts, FDB aging, the ports' health checks and their rate-driven
-/// tuning) once a second, so the in-process switch behaves like the daemon.
+/// timeouts, FDB aging) once a second and the ports' health checks (link
+/// state, rate-driven tuning) every `PORT_CHECK_INTERVAL`, so the
+/// in-process switch behaves like the daemon.
 struct Ticker {
     stop: Arc<std::sync::atomic::AtomicBool>,
     join: Option<std::thread::JoinHandle<()>>,
@@ -192,11 +193,20 @@ impl Ticker {
             .name("bench-timers".into())
             .spawn(move || {
                 let mut next = std::time::Instant::now();
+                let mut last_check = std::time::Instant::now();
                 while !flag.load(Relaxed) {
-                    if std::time::Instant::now() >= next {
+                    let now = std::time::Instant::now();
+                    if now >= next {
                         let Some(sw) = sw.upgrade() else { break };
                         sw.run_timers(sw.now_ms());
                         next += std::time::Duration::from_secs(1);
+                        last_check = now;
+                    } else if now.duration_since(last_check)
+                        >= datapath::switch::PORT_CHECK_INTERVAL
+                    {
+                        let Some(sw) = sw.upgrade() else { break };
+                        sw.check_ports();
+                        last_check = now;
                     }
                     std::thread::sleep(std::time::Duration::from_millis(50));
                 }

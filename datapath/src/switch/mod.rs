@@ -33,6 +33,10 @@ use std::time::Instant;
 /// Highest port number (as OpenFlow's OFPP_MAX).
 pub const MAX_PORT_NO: PortNo = 0xff00;
 
+/// How often the maintenance loop runs [`Switch::check_ports`] between the
+/// once-a-second [`Switch::run_timers`].
+pub const PORT_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Settings of a switch.
 #[derive(Clone, Debug)]
 pub struct SwitchConfig {
@@ -841,13 +845,24 @@ impl Switch {
             .collect())
     }
 
-    /// Expires idle/hard timeouts and ages the FDBs at `now_ms`. Called
-    /// about once a second by the maintenance loop (or by tests).
-    pub fn run_timers(&self, now_ms: u64) {
-        let mut ctl = self.ctl.lock();
+    /// Runs every port's `health_check` (link state, and rate-driven
+    /// tuning such as AF_XDP's `peer-napi=auto`). [`Switch::run_timers`]
+    /// includes it; the maintenance loop also calls it alone between two
+    /// timer runs (every [`PORT_CHECK_INTERVAL`]) so link changes and load
+    /// changes are seen within a fraction of a second.
+    pub fn check_ports(&self) {
+        let ctl = self.ctl.lock();
         for p in ctl.ports.values() {
             p.port.health_check();
         }
+    }
+
+    /// Expires idle/hard timeouts and ages the FDBs at `now_ms`, after
+    /// [`Switch::check_ports`]. Called about once a second by the
+    /// maintenance loop (or by tests).
+    pub fn run_timers(&self, now_ms: u64) {
+        self.check_ports();
+        let mut ctl = self.ctl.lock();
         let mut changed = false;
         let mut expired = Vec::new();
         for b in &mut ctl.bridges {

@@ -500,7 +500,7 @@ impl Port for AfXdpPort {
     }
 
     fn health_check(&self) -> LinkState {
-        // `peer-napi=auto` samples the transmit rate here (once a second in
+        // `peer-napi=auto` samples the transmit rate here (every 200 ms in
         // vswitchd); see PeerNapi.
         self.offloads
             .tune(&self.name, self.counters.snapshot().tx_packets);

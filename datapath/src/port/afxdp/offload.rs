@@ -23,7 +23,7 @@
 //! on a possibly idle vCPU, which triples ping time. So `auto` keeps the
 //! NAPI inline while the port transmits less than [`THREADED_ON_PPS`] and
 //! makes it threaded above, back inline under [`THREADED_OFF_PPS`]; the rate
-//! is sampled by `health_check` (once a second in vswitchd).
+//! is sampled by `health_check` (every 200 ms in vswitchd).
 //! `threaded` and `inline` fix the mode.
 //!
 //! Every change is logged and recorded; dropping the guard restores what was
@@ -42,7 +42,7 @@ pub const THREADED_ON_PPS: u64 = 20_000;
 /// Transmit rate below which `auto` goes back inline (hysteresis).
 pub const THREADED_OFF_PPS: u64 = 5_000;
 /// Shortest interval a rate is computed over.
-const MIN_SAMPLE: Duration = Duration::from_millis(200);
+const MIN_SAMPLE: Duration = Duration::from_millis(150);
 
 /// Where the veth peer runs its receive of what the port transmits
 /// (`peer-napi=`); see the module comment.
@@ -326,7 +326,7 @@ impl PeerOffloads {
     }
 
     /// Housekeeping (`peer-napi=auto`): `tx_packets` is the port's transmit
-    /// counter, sampled about once a second.
+    /// counter, sampled every few hundred milliseconds.
     pub(crate) fn tune(&self, port: &str, tx_packets: u64) {
         if let Some(n) = &self.napi {
             n.tune(port, tx_packets, Instant::now());
