@@ -500,10 +500,11 @@ impl Port for AfXdpPort {
     }
 
     fn health_check(&self) -> LinkState {
-        // `peer-napi=auto` samples the transmit rate here (every 200 ms in
-        // vswitchd); see PeerNapi.
+        // `peer-napi=auto` samples the port's packet rate here (every 200 ms
+        // in vswitchd); see PeerNapi.
+        let s = self.counters.snapshot();
         self.offloads
-            .tune(&self.name, self.counters.snapshot().tx_packets);
+            .tune(&self.name, s.rx_packets.saturating_add(s.tx_packets));
         // A vanished device marks the port gone at once, so the next rx/tx
         // burst reports it without waiting for a socket error.
         self.netlink.refresh(&self.netdev, &self.dev, self.ifindex)

@@ -21,9 +21,13 @@
 //! thread (`/sys/class/net/DEV/threaded`) lets the container's receive run
 //! on another core, which doubles TCP, but every frame then wakes a thread
 //! on a possibly idle vCPU, which triples ping time. So `auto` keeps the
-//! NAPI inline while the port transmits less than [`THREADED_ON_PPS`] and
-//! makes it threaded above, back inline under [`THREADED_OFF_PPS`]; the rate
-//! is sampled by `health_check` (every 200 ms in vswitchd).
+//! NAPI inline while the port carries (rx + tx) less than
+//! [`THREADED_ON_PPS`] and makes it threaded above, back inline under
+//! [`THREADED_OFF_PPS`]; the rate is sampled by `health_check` (every
+//! 200 ms in vswitchd). Both directions count: on a TCP sender's port the
+//! frames we transmit are only the ACKs (few, with GRO at the receiver),
+//! yet processing them inline runs the sender's whole TCP output (pacing,
+//! GSO, the XDP redirect of the data it emits) on the PMD's core.
 //! `threaded` and `inline` fix the mode.
 //!
 //! Every change is logged and recorded; dropping the guard restores what was
@@ -36,10 +40,10 @@ use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-/// Transmit rate above which `peer-napi=auto` makes the peer's NAPI
+/// Packet rate (rx + tx) above which `peer-napi=auto` makes the peer's NAPI
 /// threaded: a bulk transfer, where parallelism beats wake-up latency.
 pub const THREADED_ON_PPS: u64 = 20_000;
-/// Transmit rate below which `auto` goes back inline (hysteresis).
+/// Packet rate below which `auto` goes back inline (hysteresis).
 pub const THREADED_OFF_PPS: u64 = 5_000;
 /// Shortest interval a rate is computed over.
 const MIN_SAMPLE: Duration = Duration::from_millis(150);
@@ -189,7 +193,7 @@ struct NapiState {
     threaded: bool,
     /// The value before the port's first change; restored on drop.
     original: Option<bool>,
-    /// Transmit counter and time of the last rate sample.
+    /// Packet counter and time of the last rate sample.
     last: Option<(u64, Instant)>,
     /// Mode changes so far.
     switches: u64,
@@ -247,25 +251,25 @@ impl NapiControl {
         }
     }
 
-    /// `auto`: samples the transmit counter and switches mode on the rate.
-    fn tune(&self, port: &str, tx_packets: u64, now: Instant) {
+    /// `auto`: samples the packet counter and switches mode on the rate.
+    fn tune(&self, port: &str, packets: u64, now: Instant) {
         if !self.auto {
             return;
         }
         let mut s = self.state.lock();
-        if let Some((tx0, t0)) = s.last {
+        if let Some((n0, t0)) = s.last {
             let dt = now.saturating_duration_since(t0);
             if dt < MIN_SAMPLE {
                 return;
             }
-            let pps = (tx_packets.saturating_sub(tx0) as f64 / dt.as_secs_f64()) as u64;
+            let pps = (packets.saturating_sub(n0) as f64 / dt.as_secs_f64()) as u64;
             if !s.threaded && pps >= THREADED_ON_PPS {
                 self.set(port, &mut s, true, Some(pps));
             } else if s.threaded && pps <= THREADED_OFF_PPS {
                 self.set(port, &mut s, false, Some(pps));
             }
         }
-        s.last = Some((tx_packets, now));
+        s.last = Some((packets, now));
     }
 }
 
@@ -325,11 +329,11 @@ impl PeerOffloads {
         }
     }
 
-    /// Housekeeping (`peer-napi=auto`): `tx_packets` is the port's transmit
+    /// Housekeeping (`peer-napi=auto`): `packets` is the port's rx + tx
     /// counter, sampled every few hundred milliseconds.
-    pub(crate) fn tune(&self, port: &str, tx_packets: u64) {
+    pub(crate) fn tune(&self, port: &str, packets: u64) {
         if let Some(n) = &self.napi {
-            n.tune(port, tx_packets, Instant::now());
+            n.tune(port, packets, Instant::now());
         }
     }
 
