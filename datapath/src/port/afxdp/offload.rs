@@ -34,10 +34,8 @@
 //! changed, best effort (the peer may be gone by then).
 
 use crate::sys::ethtool::{NetdevIoctl, Offload};
-use crate::sys::netns::netdev_sysfs_attr;
+use crate::sys::netns::{in_named_netns, netdev_sysfs_attr, NETNS_RUN_DIR};
 use parking_lot::Mutex;
-use std::fs::File;
-use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 /// Packet rate (rx + tx) above which `peer-napi=auto` makes the peer's NAPI
@@ -72,9 +70,6 @@ impl PeerNapi {
     }
 }
 
-/// Where namespaces created with `ip netns add` are bound.
-const NETNS_RUN_DIR: &str = "/run/netns";
-
 /// One offload switch the port changed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OffloadChange {
@@ -99,33 +94,16 @@ impl std::fmt::Display for OffloadChange {
 }
 
 /// Runs `f` with a netdev control socket in namespace `netns` (None: the
-/// caller's). Namespaces are per thread, so a named one is entered by a
-/// short-lived thread and the caller's thread never moves.
+/// caller's), through [`in_named_netns`]: a named namespace is entered by a
+/// short-lived thread and the caller's thread never moves. None when the
+/// namespace or the socket cannot be had.
 fn in_netns<R: Send>(
     netns: Option<&str>,
     f: impl FnOnce(&NetdevIoctl) -> Option<R> + Send,
 ) -> Option<R> {
-    match netns {
-        None => f(&NetdevIoctl::new().ok()?),
-        Some(name) => {
-            let path = format!("{NETNS_RUN_DIR}/{name}");
-            std::thread::scope(|s| {
-                s.spawn(move || {
-                    let file = File::open(&path).ok()?;
-                    // SAFETY: setns on a namespace fd we opened; it affects
-                    // only this scoped helper thread, which ends right after.
-                    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-                    if rc != 0 {
-                        return None;
-                    }
-                    f(&NetdevIoctl::new().ok()?)
-                })
-                .join()
-                .ok()
-                .flatten()
-            })
-        }
-    }
+    in_named_netns(netns, || f(&NetdevIoctl::new().ok()?))
+        .ok()
+        .flatten()
 }
 
 /// Finds the veth peer of `dev` (ifindex `ifindex`): (namespace, name).
@@ -231,13 +209,18 @@ impl NapiControl {
         Some(c)
     }
 
+    /// Writes `threaded` (1 or 0) in the peer's namespace.
+    fn write(&self, on: bool) -> Result<String, crate::sys::netns::NetnsError> {
+        let v = if on { "1" } else { "0" };
+        netdev_sysfs_attr(self.netns.as_deref(), &self.dev, "threaded", Some(v))
+    }
+
     /// Writes the mode; logs and keeps the old one if the kernel refuses.
     fn set(&self, port: &str, s: &mut NapiState, on: bool, pps: Option<u64>) {
         if s.threaded == on {
             return;
         }
-        let v = if on { "1" } else { "0" };
-        match netdev_sysfs_attr(self.netns.as_deref(), &self.dev, "threaded", Some(v)) {
+        match self.write(on) {
             Ok(_) => {
                 s.original.get_or_insert(s.threaded);
                 s.threaded = on;
@@ -277,8 +260,7 @@ impl Drop for NapiControl {
     fn drop(&mut self) {
         let s = self.state.get_mut();
         if let Some(orig) = s.original.filter(|o| *o != s.threaded) {
-            let v = if orig { "1" } else { "0" };
-            let _ = netdev_sysfs_attr(self.netns.as_deref(), &self.dev, "threaded", Some(v));
+            let _ = self.write(orig);
         }
     }
 }
