@@ -17,7 +17,7 @@ use control::ipc::ServerSocket;
 use datapath::pmd::IdleMode;
 use datapath::switch::{Switch, SwitchConfig};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -68,25 +68,13 @@ fn main() -> anyhow::Result<()> {
     signals.spawn_watcher(stop.clone());
 
     // Timers: rule timeouts and FDB aging about once a second, the ports'
-    // health checks (link state, rate-driven tuning) every
-    // PORT_CHECK_INTERVAL in between.
+    // health checks (link state, rate-driven tuning) in between.
     let timers = {
         let switch = switch.clone();
         let stop = stop.clone();
         std::thread::Builder::new()
             .name("timers".into())
-            .spawn(move || {
-                let mut next_timers = std::time::Instant::now();
-                while !stop.load(Ordering::Relaxed) {
-                    if std::time::Instant::now() >= next_timers {
-                        switch.run_timers(switch.now_ms());
-                        next_timers += Duration::from_millis(1000);
-                    } else {
-                        switch.check_ports();
-                    }
-                    std::thread::sleep(datapath::switch::PORT_CHECK_INTERVAL);
-                }
-            })?
+            .spawn(move || switch.run_maintenance(&stop))?
     };
 
     let socket = ServerSocket::bind(&run.vswitchd_socket())?;

@@ -175,10 +175,10 @@ pub struct OurSwitch {
     label: String,
 }
 
-/// The maintenance tick vswitchd gives its switch: `run_timers` (rule
-/// timeouts, FDB aging) once a second and the ports' health checks (link
-/// state, rate-driven tuning) every `PORT_CHECK_INTERVAL`, so the
-/// in-process switch behaves like the daemon.
+/// The maintenance loop vswitchd gives its switch
+/// (`Switch::run_maintenance`: timers once a second, the ports' health
+/// checks in between), so the in-process switch behaves like the daemon.
+/// Dropped (joined) before the switch shuts down.
 struct Ticker {
     stop: Arc<std::sync::atomic::AtomicBool>,
     join: Option<std::thread::JoinHandle<()>>,
@@ -186,31 +186,11 @@ struct Ticker {
 
 impl Ticker {
     fn start(sw: &Arc<Switch>) -> Ticker {
-        use std::sync::atomic::Ordering::Relaxed;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (sw, flag) = (Arc::downgrade(sw), stop.clone());
+        let (sw, flag) = (sw.clone(), stop.clone());
         let join = std::thread::Builder::new()
             .name("bench-timers".into())
-            .spawn(move || {
-                let mut next = std::time::Instant::now();
-                let mut last_check = std::time::Instant::now();
-                while !flag.load(Relaxed) {
-                    let now = std::time::Instant::now();
-                    if now >= next {
-                        let Some(sw) = sw.upgrade() else { break };
-                        sw.run_timers(sw.now_ms());
-                        next += std::time::Duration::from_secs(1);
-                        last_check = now;
-                    } else if now.duration_since(last_check)
-                        >= datapath::switch::PORT_CHECK_INTERVAL
-                    {
-                        let Some(sw) = sw.upgrade() else { break };
-                        sw.check_ports();
-                        last_check = now;
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
-            })
+            .spawn(move || sw.run_maintenance(&flag))
             .ok();
         Ticker { stop, join }
     }

@@ -847,13 +847,30 @@ impl Switch {
 
     /// Runs every port's `health_check` (link state, and rate-driven
     /// tuning such as AF_XDP's `peer-napi=auto`). [`Switch::run_timers`]
-    /// includes it; the maintenance loop also calls it alone between two
-    /// timer runs (every [`PORT_CHECK_INTERVAL`]) so link changes and load
-    /// changes are seen within a fraction of a second.
+    /// includes it; [`Switch::run_maintenance`] also calls it alone between
+    /// two timer runs so link changes and load changes are seen within a
+    /// fraction of a second.
     pub fn check_ports(&self) {
         let ctl = self.ctl.lock();
         for p in ctl.ports.values() {
             p.port.health_check();
+        }
+    }
+
+    /// The maintenance loop, on the caller's thread until `stop` is set:
+    /// [`Switch::run_timers`] about once a second and
+    /// [`Switch::check_ports`] every [`PORT_CHECK_INTERVAL`] in between.
+    /// vswitchd and the in-process bench run it on a thread of their own.
+    pub fn run_maintenance(&self, stop: &std::sync::atomic::AtomicBool) {
+        let mut next_timers = Instant::now();
+        while !stop.load(Relaxed) {
+            if Instant::now() >= next_timers {
+                self.run_timers(self.now_ms());
+                next_timers += std::time::Duration::from_secs(1);
+            } else {
+                self.check_ports();
+            }
+            std::thread::sleep(PORT_CHECK_INTERVAL);
         }
     }
 
